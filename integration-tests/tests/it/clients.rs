@@ -1,0 +1,165 @@
+//! Real-client helpers for the cluster tests: an rdkafka producer and consumer, topic creation
+//! through rdkafka's admin client, and a raw Kafka-protocol connection for requests no client
+//! library would send (malformed frames, stale controller epochs).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Creates a topic and waits until every partition has a leader in the cluster's metadata.
+pub async fn create_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let res = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(rf))],
+            &opts,
+        )
+        .await
+        .context("create_topics")?;
+    for r in res {
+        if let Err((t, e)) = r {
+            bail!("creating topic {t}: {e}");
+        }
+    }
+    wait_for_leaders(bootstrap, topic, partitions as usize, Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Waits until `topic` has `partitions` partitions, each with a leader.
+pub fn wait_for_leaders(
+    bootstrap: &str,
+    topic: &str,
+    partitions: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let consumer = consumer(bootstrap)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
+                if t.partitions().len() == partitions && t.partitions().iter().all(|p| p.leader() >= 0)
+                {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic} has no leaders for all {partitions} partitions after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A producer with the given acks, no idempotence (gregor has no InitProducerId yet).
+pub fn producer(bootstrap: &str, acks: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("enable.idempotence", "false")
+        .set("message.timeout.ms", "60000")
+        .set("linger.ms", "5")
+        .create()
+        .context("producer")
+}
+
+/// A consumer for manual assignment (no consumer group).
+pub fn consumer(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "gregor-it-unused")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("consumer")
+}
+
+/// Produces `n` keyed messages `key-i` / `value-i` and returns (partition, offset, i) per ack.
+pub async fn produce_keyed(
+    producer: &FutureProducer,
+    topic: &str,
+    n: usize,
+) -> anyhow::Result<Vec<(i32, i64, usize)>> {
+    let mut futures = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let f = producer
+            .send_result(FutureRecord::to(topic).key(&key).payload(&value))
+            .map_err(|(e, _)| anyhow::anyhow!("enqueue {i}: {e}"))?;
+        futures.push((i, f));
+    }
+    let mut acked = Vec::with_capacity(n);
+    for (i, f) in futures {
+        match f.await {
+            Ok(Ok(d)) => acked.push((d.partition, d.offset, i)),
+            Ok(Err((e, _))) => bail!("message {i} not acknowledged: {e}"),
+            Err(_) => bail!("message {i}: delivery future cancelled"),
+        }
+    }
+    Ok(acked)
+}
+
+/// Reads every partition of `topic` from the beginning up to the high watermark, returning
+/// partition → [(offset, key, value)] in log order.
+pub fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> anyhow::Result<BTreeMap<i32, Vec<(i64, String, String)>>> {
+    let consumer = consumer(bootstrap)?;
+    let mut end = BTreeMap::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .with_context(|| format!("watermarks of {topic}-{p}"))?;
+        end.insert(p, high);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out: BTreeMap<i32, Vec<(i64, String, String)>> = BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    let done = |out: &BTreeMap<i32, Vec<(i64, String, String)>>| {
+        end.iter().all(|(p, high)| {
+            *high == 0 || out.get(p).and_then(|v| v.last()).is_some_and(|l| l.0 + 1 >= *high)
+        })
+    };
+    while !done(&out) {
+        if Instant::now() > deadline {
+            bail!(
+                "consumed {} messages before the timeout; ends {:?}",
+                out.values().map(Vec::len).sum::<usize>(),
+                end
+            );
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            let m = m.context("consume")?;
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+            out.entry(m.partition())
+                .or_default()
+                .push((m.offset(), key, value));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,305 @@
+//! The controller-to-broker requests: LeaderAndIsr (4) v0–4, UpdateMetadata (6) v0–6 and
+//! StopReplica (5) v0–3 (reference §4).
+//!
+//! Each checks the broker epoch (STALE_BROKER_EPOCH when the request targets an older session of
+//! this broker) and the controller epoch (STALE_CONTROLLER_EPOCH when a newer controller has
+//! already spoken), which is what fences a zombie controller.
+
+use bytes::BytesMut;
+use kafka_protocol::messages::leader_and_isr_request::LeaderAndIsrPartitionState;
+use kafka_protocol::messages::leader_and_isr_response::{
+    LeaderAndIsrPartitionError, LeaderAndIsrResponse,
+};
+use kafka_protocol::messages::stop_replica_response::{
+    StopReplicaPartitionError, StopReplicaResponse,
+};
+use kafka_protocol::messages::update_metadata_request::UpdateMetadataPartitionState;
+use kafka_protocol::messages::{
+    LeaderAndIsrRequest, StopReplicaRequest, TopicName, UpdateMetadataRequest,
+    UpdateMetadataResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{error_code, ApiContext, ApiError, Req};
+use crate::log::TopicPartition;
+use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
+use crate::protocol::errors;
+use crate::replication::LeaderAndIsrState;
+
+/// -1 in a request means "epoch unknown", which Kafka accepts.
+fn broker_epoch_is_stale(ctx: &ApiContext, request_epoch: i64) -> bool {
+    request_epoch != -1 && request_epoch < ctx.broker_epoch()
+}
+
+pub(super) async fn leader_and_isr(
+    ctx: &ApiContext,
+    req: &Req,
+) -> Result<Option<BytesMut>, ApiError> {
+    let request: LeaderAndIsrRequest = req.decode()?;
+    let mut resp = LeaderAndIsrResponse::default();
+    let states: Vec<LeaderAndIsrPartitionState> = if req.version >= 2 {
+        request
+            .topic_states
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.topic_name;
+                t.partition_states.into_iter().map(move |mut p| {
+                    p.topic_name = name.clone();
+                    p
+                })
+            })
+            .collect()
+    } else {
+        request.ungrouped_partition_states
+    };
+    let stale_broker = req.version >= 2 && broker_epoch_is_stale(ctx, request.broker_epoch);
+    let top_error = if stale_broker {
+        Some(errors::STALE_BROKER_EPOCH)
+    } else if let Err(e) = ctx
+        .replicas
+        .check_controller_epoch(request.controller_epoch)
+    {
+        tracing::warn!(controller = request.controller_id.0, error = %e,
+            "rejecting LeaderAndIsr from a stale controller");
+        Some(errors::STALE_CONTROLLER_EPOCH)
+    } else {
+        None
+    };
+    if let Some(code) = top_error {
+        resp.error_code = code;
+        resp.partition_errors = states
+            .iter()
+            .map(|s| partition_error(&s.topic_name, s.partition_index, code))
+            .collect();
+        return req.respond(&resp);
+    }
+    let parsed: Vec<(TopicPartition, LeaderAndIsrState)> = states
+        .iter()
+        .map(|s| {
+            (
+                TopicPartition {
+                    topic: s.topic_name.0.as_str().to_string(),
+                    partition: s.partition_index,
+                },
+                LeaderAndIsrState {
+                    controller_epoch: s.controller_epoch,
+                    leader: s.leader.0,
+                    leader_epoch: s.leader_epoch,
+                    isr: s.isr.iter().map(|b| b.0).collect(),
+                    zk_version: s.partition_epoch,
+                    replicas: s.replicas.iter().map(|b| b.0).collect(),
+                    is_new: s.is_new,
+                },
+            )
+        })
+        .collect();
+    let outcomes = ctx.replicas.become_leader_or_follower(parsed).await;
+    resp.partition_errors = outcomes
+        .into_iter()
+        .map(|(tp, r)| {
+            let code = match r {
+                Ok(()) => errors::NONE,
+                // The request's leader epoch was not newer than ours (reference §4).
+                Err(None) => errors::STALE_CONTROLLER_EPOCH,
+                Err(Some(e)) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e,
+                        "LeaderAndIsr failed for partition");
+                    error_code(&e)
+                }
+            };
+            partition_error(
+                &TopicName(StrBytes::from_string(tp.topic)),
+                tp.partition,
+                code,
+            )
+        })
+        .collect();
+    req.respond(&resp)
+}
+
+fn partition_error(topic: &TopicName, partition: i32, code: i16) -> LeaderAndIsrPartitionError {
+    let mut e = LeaderAndIsrPartitionError::default();
+    e.topic_name = topic.clone();
+    e.partition_index = partition;
+    e.error_code = code;
+    e
+}
+
+pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+    let request: UpdateMetadataRequest = req.decode()?;
+    let mut resp = UpdateMetadataResponse::default();
+    if req.version >= 5 && broker_epoch_is_stale(ctx, request.broker_epoch) {
+        resp.error_code = errors::STALE_BROKER_EPOCH;
+        return req.respond(&resp);
+    }
+    if let Err(e) = ctx
+        .replicas
+        .check_controller_epoch(request.controller_epoch)
+    {
+        tracing::warn!(controller = request.controller_id.0, error = %e,
+            "rejecting UpdateMetadata from a stale controller");
+        resp.error_code = errors::STALE_CONTROLLER_EPOCH;
+        return req.respond(&resp);
+    }
+    let brokers = request
+        .live_brokers
+        .iter()
+        .map(|b| LiveBroker {
+            id: b.id.0,
+            endpoints: if req.version == 0 {
+                vec![Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    security_protocol: 0,
+                    host: b.v0_host.as_str().to_string(),
+                    port: b.v0_port,
+                }]
+            } else {
+                b.endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        listener: if req.version >= 3 {
+                            e.listener.as_str().to_string()
+                        } else {
+                            "PLAINTEXT".into()
+                        },
+                        security_protocol: e.security_protocol,
+                        host: e.host.as_str().to_string(),
+                        port: e.port,
+                    })
+                    .collect()
+            },
+            rack: b.rack.as_ref().map(|r| r.as_str().to_string()),
+        })
+        .collect();
+    let states: Vec<UpdateMetadataPartitionState> = if req.version >= 5 {
+        request
+            .topic_states
+            .into_iter()
+            .flat_map(|t| {
+                let name = t.topic_name;
+                t.partition_states.into_iter().map(move |mut p| {
+                    p.topic_name = name.clone();
+                    p
+                })
+            })
+            .collect()
+    } else {
+        request.ungrouped_partition_states
+    };
+    let partitions = states
+        .into_iter()
+        .map(|s| {
+            (
+                s.topic_name.0.as_str().to_string(),
+                s.partition_index,
+                PartitionInfo {
+                    leader: s.leader.0,
+                    leader_epoch: s.leader_epoch,
+                    isr: s.isr.iter().map(|b| b.0).collect(),
+                    replicas: s.replicas.iter().map(|b| b.0).collect(),
+                    offline_replicas: s.offline_replicas.iter().map(|b| b.0).collect(),
+                    zk_version: s.zk_version,
+                    controller_epoch: s.controller_epoch,
+                },
+            )
+        })
+        .collect();
+    let deleted = ctx
+        .metadata
+        .update(request.controller_id.0, brokers, partitions);
+    for tp in deleted {
+        tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition removed from metadata");
+    }
+    req.respond(&resp)
+}
+
+pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+    let request: StopReplicaRequest = req.decode()?;
+    let partitions: Vec<(TopicPartition, bool)> = match req.version {
+        0 => request
+            .ungrouped_partitions
+            .iter()
+            .map(|p| {
+                (
+                    TopicPartition {
+                        topic: p.topic_name.0.as_str().to_string(),
+                        partition: p.partition_index,
+                    },
+                    request.delete_partitions,
+                )
+            })
+            .collect(),
+        1 | 2 => request
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partition_indexes.iter().map(|p| {
+                    (
+                        TopicPartition {
+                            topic: t.name.0.as_str().to_string(),
+                            partition: *p,
+                        },
+                        request.delete_partitions,
+                    )
+                })
+            })
+            .collect(),
+        _ => request
+            .topic_states
+            .iter()
+            .flat_map(|t| {
+                t.partition_states.iter().map(|p| {
+                    (
+                        TopicPartition {
+                            topic: t.topic_name.0.as_str().to_string(),
+                            partition: p.partition_index,
+                        },
+                        p.delete_partition,
+                    )
+                })
+            })
+            .collect(),
+    };
+    let mut resp = StopReplicaResponse::default();
+    let top_error = if req.version >= 1 && broker_epoch_is_stale(ctx, request.broker_epoch) {
+        Some(errors::STALE_BROKER_EPOCH)
+    } else if let Err(e) = ctx
+        .replicas
+        .check_controller_epoch(request.controller_epoch)
+    {
+        tracing::warn!(controller = request.controller_id.0, error = %e,
+            "rejecting StopReplica from a stale controller");
+        Some(errors::STALE_CONTROLLER_EPOCH)
+    } else {
+        None
+    };
+    let outcomes: Vec<(TopicPartition, i16)> = match top_error {
+        Some(code) => {
+            resp.error_code = code;
+            partitions.into_iter().map(|(tp, _)| (tp, code)).collect()
+        }
+        None => ctx
+            .replicas
+            .stop_replicas(partitions)
+            .into_iter()
+            .map(|(tp, r)| {
+                let code = match r {
+                    Ok(()) => errors::NONE,
+                    Err(e) => error_code(&e),
+                };
+                (tp, code)
+            })
+            .collect(),
+    };
+    resp.partition_errors = outcomes
+        .into_iter()
+        .map(|(tp, code)| {
+            let mut e = StopReplicaPartitionError::default();
+            e.topic_name = TopicName(StrBytes::from_string(tp.topic));
+            e.partition_index = tp.partition;
+            e.error_code = code;
+            e
+        })
+        .collect();
+    req.respond(&resp)
+}

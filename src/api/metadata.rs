@@ -1,0 +1,179 @@
+//! Metadata (3), v0–8: live brokers, topics with leaders/replicas/ISR, the controller id, and topic
+//! auto-creation (reference §9 "Metadata semantics").
+
+use bytes::BytesMut;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{ApiContext, ApiError, Req};
+use crate::controller::admin::{self, AdminError};
+use crate::metadata::Snapshot;
+use crate::protocol::errors;
+
+/// The internal topic clients must not produce to directly.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+    let request: MetadataRequest = req.decode()?;
+    let snap = ctx.metadata.snapshot();
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested: Option<Vec<String>> = match request.topics {
+        None => None,
+        Some(t) if t.is_empty() && req.version == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
+                .collect(),
+        ),
+    };
+    let allow_auto_create = (req.version < 4 || request.allow_auto_topic_creation)
+        && ctx.config.auto_create_topics_enable;
+
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            let mut names: Vec<&String> = snap.topics.keys().collect();
+            names.sort();
+            for name in names {
+                topics.push(topic_metadata(&snap, name, req.version));
+            }
+        }
+        Some(names) => {
+            for name in names {
+                if snap.topics.contains_key(&name) {
+                    topics.push(topic_metadata(&snap, &name, req.version));
+                    continue;
+                }
+                let code = if let Err(reason) = admin::validate_topic_name(&name) {
+                    tracing::debug!(topic = %name, %reason, "metadata for an invalid topic name");
+                    errors::INVALID_TOPIC_EXCEPTION
+                } else if allow_auto_create {
+                    auto_create(ctx, &name).await
+                } else {
+                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                };
+                let mut t = MetadataResponseTopic::default();
+                t.error_code = code;
+                t.name = Some(TopicName(StrBytes::from_string(name.clone())));
+                t.is_internal = name == OFFSETS_TOPIC;
+                topics.push(t);
+            }
+        }
+    }
+
+    let listener = &ctx.config.advertised().name;
+    let mut resp = MetadataResponse::default();
+    resp.brokers = snap
+        .brokers
+        .values()
+        .filter_map(|b| {
+            let ep = b.endpoint(listener)?;
+            let mut mb = MetadataResponseBroker::default();
+            mb.node_id = BrokerId(b.id);
+            mb.host = StrBytes::from_string(ep.host.clone());
+            mb.port = ep.port;
+            if req.version >= 1 {
+                mb.rack = b.rack.clone().map(StrBytes::from_string);
+            }
+            Some(mb)
+        })
+        .collect();
+    if req.version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(ctx.cluster_id.to_string()));
+    }
+    if req.version >= 1 {
+        resp.controller_id = BrokerId(snap.controller_id);
+    }
+    resp.topics = topics;
+    if req.version >= 8 && request.include_cluster_authorized_operations {
+        // No authorizer: report "all operations unknown" the way Kafka does without one.
+        resp.cluster_authorized_operations = i32::MIN;
+    }
+    req.respond(&resp)
+}
+
+/// Creates `topic` with the broker defaults, as Kafka's auto-create does, and answers
+/// LEADER_NOT_AVAILABLE so the client retries once the controller has elected leaders.
+async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {
+    let snap = ctx.metadata.snapshot();
+    let live: Vec<i32> = snap.brokers.keys().copied().collect();
+    let (partitions, rf) = if topic == OFFSETS_TOPIC {
+        (
+            ctx.config.offsets_topic_num_partitions,
+            ctx.config.offsets_topic_replication_factor,
+        )
+    } else {
+        (
+            ctx.config.num_partitions,
+            ctx.config.default_replication_factor,
+        )
+    };
+    let spec = admin::TopicSpec {
+        name: topic.to_string(),
+        num_partitions: partitions,
+        replication_factor: rf,
+        assignment: None,
+        configs: Default::default(),
+    };
+    match admin::create_topic(&ctx.zk.get(), &live, &spec, false).await {
+        Ok(()) => {
+            tracing::info!(
+                topic,
+                partitions,
+                replication_factor = rf,
+                "auto-created topic"
+            );
+            errors::LEADER_NOT_AVAILABLE
+        }
+        Err(AdminError::TopicExists(_)) => errors::LEADER_NOT_AVAILABLE,
+        Err(AdminError::InvalidReplicationFactor(reason)) => {
+            // Too few live brokers for the default RF; the client retries until enough appear.
+            tracing::warn!(topic, %reason, "cannot auto-create topic");
+            errors::LEADER_NOT_AVAILABLE
+        }
+        Err(e) => {
+            tracing::warn!(topic, error = %e, "auto-create failed");
+            e.code()
+        }
+    }
+}
+
+fn topic_metadata(snap: &Snapshot, name: &str, version: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
+    t.is_internal = name == OFFSETS_TOPIC;
+    if let Some(parts) = snap.topics.get(name) {
+        t.partitions = parts
+            .iter()
+            .map(|(p, info)| {
+                let mut mp = MetadataResponsePartition::default();
+                mp.partition_index = *p;
+                let leader_alive = info.leader >= 0 && snap.brokers.contains_key(&info.leader);
+                mp.leader_id = BrokerId(if leader_alive { info.leader } else { -1 });
+                mp.error_code = if leader_alive {
+                    errors::NONE
+                } else {
+                    errors::LEADER_NOT_AVAILABLE
+                };
+                if version >= 7 {
+                    mp.leader_epoch = info.leader_epoch;
+                }
+                mp.replica_nodes = info.replicas.iter().map(|r| BrokerId(*r)).collect();
+                mp.isr_nodes = info.isr.iter().map(|r| BrokerId(*r)).collect();
+                if version >= 5 {
+                    mp.offline_replicas = info
+                        .replicas
+                        .iter()
+                        .filter(|r| !snap.brokers.contains_key(r))
+                        .map(|r| BrokerId(*r))
+                        .collect();
+                }
+                mp
+            })
+            .collect();
+    }
+    t
+}

@@ -1,0 +1,174 @@
+//! KafkaApis: one dispatcher on the request's API key, one file per API family. This is the only
+//! place where domain errors become Kafka error codes.
+//!
+//! [`handle`] returns `Ok(Some(frame))` to answer, `Ok(None)` when no answer is due (acks=0), and
+//! `Err` when the connection must be closed (an unknown API, an unsupported version, a body that
+//! does not decode, or an acks=0 produce that failed — Kafka closes the connection in each case).
+
+mod admin;
+mod control;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod versions;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+
+use crate::config::KafkaConfig;
+use crate::controller::ControllerHandle;
+use crate::metadata::MetadataCache;
+use crate::protocol::errors;
+use crate::protocol::frame::{self, RequestFrame};
+use crate::protocol::versions as supported;
+use crate::replication::{ReplicaError, ReplicaManager};
+use crate::zk::ZkHandle;
+
+/// Everything a request handler may call. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub config: Arc<KafkaConfig>,
+    pub cluster_id: Arc<str>,
+    pub replicas: ReplicaManager,
+    pub metadata: MetadataCache,
+    pub zk: ZkHandle,
+    pub controller: ControllerHandle,
+    /// This broker's epoch: the czxid of its `/brokers/ids/<id>` znode, renewed per session.
+    pub broker_epoch: Arc<AtomicI64>,
+}
+
+impl ApiContext {
+    pub fn broker_id(&self) -> i32 {
+        self.config.broker_id
+    }
+
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a connection is closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Header(#[from] frame::HeaderError),
+    #[error("unsupported version {version} of {key:?}")]
+    UnsupportedVersion { key: ApiKey, version: i16 },
+    #[error("{key:?} v{version}: malformed request body: {reason}")]
+    Malformed {
+        key: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("cannot encode {key:?} v{version} response: {reason}")]
+    Encode {
+        key: ApiKey,
+        version: i16,
+        reason: String,
+    },
+    #[error("acks=0 produce failed ({0}); closing the connection as Kafka does")]
+    AcksZeroFailure(String),
+}
+
+/// Kafka's error code for a partition-level failure.
+pub fn error_code(e: &ReplicaError) -> i16 {
+    match e {
+        ReplicaError::NotLeader => errors::NOT_LEADER_OR_FOLLOWER,
+        ReplicaError::UnknownTopicOrPartition | ReplicaError::UnknownReplica(_) => {
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        }
+        ReplicaError::NotEnoughReplicas { .. } => errors::NOT_ENOUGH_REPLICAS,
+        ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
+            errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        }
+        ReplicaError::CorruptMessage(_) => errors::CORRUPT_MESSAGE,
+        ReplicaError::MessageTooLarge { .. } => errors::MESSAGE_TOO_LARGE,
+        ReplicaError::RecordListTooLarge { .. } => errors::RECORD_LIST_TOO_LARGE,
+        ReplicaError::OffsetOutOfRange { .. } => errors::OFFSET_OUT_OF_RANGE,
+        ReplicaError::RequestTimedOut => errors::REQUEST_TIMED_OUT,
+        ReplicaError::FencedLeaderEpoch => errors::FENCED_LEADER_EPOCH,
+        ReplicaError::UnknownLeaderEpoch => errors::UNKNOWN_LEADER_EPOCH,
+        ReplicaError::Storage(_) => errors::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// A decoded request, ready for its handler.
+pub(crate) struct Req {
+    pub key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn decode<M: kafka_protocol::protocol::Decodable>(&self) -> Result<M, ApiError> {
+        frame::decode_body(&self.body, self.version).map_err(|e| ApiError::Malformed {
+            key: self.key,
+            version: self.version,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes `body` as this request's response frame.
+    pub fn respond<M: Encodable>(&self, body: &M) -> Result<Option<BytesMut>, ApiError> {
+        let header_version = self.key.response_header_version(self.version);
+        frame::encode_response(self.correlation_id, header_version, body, self.version)
+            .map(Some)
+            .map_err(|e| ApiError::Encode {
+                key: self.key,
+                version: self.version,
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Handles one request frame (without its size prefix).
+///
+/// # Errors
+/// See the module docs: every `Err` closes the connection.
+pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<BytesMut>, ApiError> {
+    let (key, version, correlation_id) = frame::peek_fixed(&frame_bytes)?;
+    // An ApiVersions request of a version we do not know is answered at v0 with
+    // UNSUPPORTED_VERSION and our ranges (KIP-511), before its header is parsed: newer header
+    // versions may carry fields we cannot read.
+    if key == ApiKey::ApiVersions as i16 && !supported::is_supported(ApiKey::ApiVersions, version) {
+        return versions::unsupported_version(correlation_id);
+    }
+    let f: RequestFrame = frame::decode_header(frame_bytes)?;
+    if !supported::is_supported(f.api_key, f.api_version) {
+        return Err(ApiError::UnsupportedVersion {
+            key: f.api_key,
+            version: f.api_version,
+        });
+    }
+    let req = Req {
+        key: f.api_key,
+        version: f.api_version,
+        correlation_id: f.correlation_id,
+        body: f.body,
+    };
+    tracing::trace!(api = ?req.key, version = req.version, correlation_id, client = ?f.client_id,
+        "request");
+    match req.key {
+        ApiKey::ApiVersions => versions::handle(&req),
+        ApiKey::Metadata => metadata::handle(ctx, &req).await,
+        ApiKey::Produce => produce::handle(ctx, &req).await,
+        ApiKey::Fetch => fetch::handle(ctx, &req).await,
+        ApiKey::ListOffsets => list_offsets::handle(ctx, &req),
+        ApiKey::CreateTopics => admin::create_topics(ctx, &req).await,
+        ApiKey::DeleteTopics => admin::delete_topics(ctx, &req).await,
+        ApiKey::DescribeConfigs => admin::describe_configs(ctx, &req).await,
+        ApiKey::LeaderAndIsr => control::leader_and_isr(ctx, &req).await,
+        ApiKey::UpdateMetadata => control::update_metadata(ctx, &req),
+        ApiKey::StopReplica => control::stop_replica(ctx, &req),
+        other => Err(ApiError::UnsupportedVersion {
+            key: other,
+            version: req.version,
+        }),
+    }
+}

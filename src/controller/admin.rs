@@ -1,0 +1,281 @@
+//! Topic administration through ZooKeeper, as Kafka's `AdminZkClient`/`AdminUtils` do it: topic
+//! name rules, Kafka's default (rack-unaware) replica placement, and the znode writes that the
+//! controller then turns into partitions.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use crate::protocol::errors;
+use crate::zk::{KafkaZkClient, ZkError};
+
+/// Kafka's maximum topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// What a topic creation asks for.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    /// Explicit replica lists per partition, instead of the default placement.
+    pub assignment: Option<BTreeMap<i32, Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Why a topic could not be created or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("invalid number of partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] ZkError),
+}
+
+impl AdminError {
+    /// The Kafka error code for this failure.
+    pub fn code(&self) -> i16 {
+        match self {
+            AdminError::TopicExists(_) => errors::TOPIC_ALREADY_EXISTS,
+            AdminError::InvalidTopic(_) => errors::INVALID_TOPIC_EXCEPTION,
+            AdminError::InvalidPartitions(_) => errors::INVALID_PARTITIONS,
+            AdminError::InvalidReplicationFactor(_) => errors::INVALID_REPLICATION_FACTOR,
+            AdminError::InvalidReplicaAssignment(_) => errors::INVALID_REPLICA_ASSIGNMENT,
+            AdminError::InvalidConfig(_) => errors::INVALID_CONFIG,
+            AdminError::InvalidRequest(_) => errors::INVALID_REQUEST,
+            AdminError::Zk(_) => errors::UNKNOWN_SERVER_ERROR,
+        }
+    }
+}
+
+/// Kafka's topic name rule: 1–249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
+///
+/// # Errors
+/// A message saying which rule the name breaks.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the empty string is not allowed".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(format!(
+            "'{name}' is longer than {MAX_TOPIC_NAME_LEN} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "'{name}' contains '{c}'; only ASCII alphanumerics, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's rack-unaware placement (reference §1 "Default placement"): replica 0 of partition p on
+/// `b[(p+start)%n]`, the others spread by a shift that grows every n partitions.
+pub fn assign_replicas_to_brokers(
+    brokers: &[i32],
+    num_partitions: i32,
+    replication_factor: i16,
+    start: usize,
+    shift: usize,
+) -> BTreeMap<i32, Vec<i32>> {
+    let mut sorted = brokers.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let rf = replication_factor as usize;
+    let mut out = BTreeMap::new();
+    if n == 0 || rf == 0 {
+        return out;
+    }
+    let mut shift = shift;
+    for p in 0..num_partitions.max(0) as usize {
+        if p > 0 && p % n == 0 {
+            shift += 1;
+        }
+        let first = (p + start) % n;
+        let mut replicas = vec![sorted[first]];
+        for j in 0..rf.saturating_sub(1) {
+            let idx = if n > 1 {
+                (first + 1 + (shift + j) % (n - 1)) % n
+            } else {
+                first
+            };
+            replicas.push(sorted[idx]);
+        }
+        out.insert(p as i32, replicas);
+    }
+    out
+}
+
+/// Validates `spec` against the live brokers and writes `/config/topics/<t>` then
+/// `/brokers/topics/<t>`; the controller's watch does the rest. `validate_only` stops before
+/// writing.
+///
+/// # Errors
+/// An [`AdminError`] naming the problem.
+pub async fn create_topic(
+    zk: &KafkaZkClient,
+    live_brokers: &[i32],
+    spec: &TopicSpec,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    validate_topic_name(&spec.name).map_err(AdminError::InvalidTopic)?;
+    let assignment = match &spec.assignment {
+        Some(a) => {
+            validate_assignment(a, live_brokers)?;
+            a.clone()
+        }
+        None => {
+            if spec.num_partitions < 1 {
+                return Err(AdminError::InvalidPartitions(format!(
+                    "{} (must be at least 1)",
+                    spec.num_partitions
+                )));
+            }
+            if spec.replication_factor < 1 {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "{} (must be at least 1)",
+                    spec.replication_factor
+                )));
+            }
+            if spec.replication_factor as usize > live_brokers.len() {
+                return Err(AdminError::InvalidReplicationFactor(format!(
+                    "replication factor {} is larger than the {} available brokers",
+                    spec.replication_factor,
+                    live_brokers.len()
+                )));
+            }
+            let n = live_brokers.len();
+            let mut rng = rand::thread_rng();
+            let start = rng.gen_range(0..n);
+            let shift = rng.gen_range(0..n);
+            assign_replicas_to_brokers(
+                live_brokers,
+                spec.num_partitions,
+                spec.replication_factor,
+                start,
+                shift,
+            )
+        }
+    };
+    if validate_only {
+        if zk.get_topic_assignment(&spec.name).await?.is_some() {
+            return Err(AdminError::TopicExists(spec.name.clone()));
+        }
+        return Ok(());
+    }
+    match zk
+        .create_topic(&spec.name, &assignment, &spec.configs)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(ZkError::TopicExists { .. }) => Err(AdminError::TopicExists(spec.name.clone())),
+        Err(e) => Err(AdminError::Zk(e)),
+    }
+}
+
+fn validate_assignment(a: &BTreeMap<i32, Vec<i32>>, live: &[i32]) -> Result<(), AdminError> {
+    if a.is_empty() {
+        return Err(AdminError::InvalidReplicaAssignment("no partitions".into()));
+    }
+    let expected: Vec<i32> = (0..a.len() as i32).collect();
+    let got: Vec<i32> = a.keys().copied().collect();
+    if got != expected {
+        return Err(AdminError::InvalidReplicaAssignment(format!(
+            "partitions must be numbered 0..{}, got {got:?}",
+            a.len()
+        )));
+    }
+    let rf = a.values().next().map(Vec::len).unwrap_or(0);
+    for (p, replicas) in a {
+        if replicas.is_empty() || replicas.len() != rf {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {p} has {} replicas, expected {rf}",
+                replicas.len()
+            )));
+        }
+        let mut dedup = replicas.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        if dedup.len() != replicas.len() {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {p} lists a broker twice: {replicas:?}"
+            )));
+        }
+        if let Some(b) = replicas.iter().find(|b| !live.contains(b)) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "partition {p} names broker {b}, which is not alive"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn placement_matches_kafka() {
+        // AdminUtils' documented example: 5 brokers, 10 partitions, RF 3, start 0, shift 0.
+        let a = assign_replicas_to_brokers(&[0, 1, 2, 3, 4], 10, 3, 0, 0);
+        assert_eq!(a[&0], vec![0, 1, 2]);
+        assert_eq!(a[&1], vec![1, 2, 3]);
+        assert_eq!(a[&4], vec![4, 0, 1]);
+        assert_eq!(a[&5], vec![0, 2, 3]);
+        assert_eq!(a[&9], vec![4, 1, 2]);
+        // Every partition has distinct replicas.
+        for r in a.values() {
+            let mut d = r.clone();
+            d.sort();
+            d.dedup();
+            assert_eq!(d.len(), 3);
+        }
+    }
+
+    #[test]
+    fn placement_single_broker() {
+        let a = assign_replicas_to_brokers(&[7], 3, 1, 0, 0);
+        assert_eq!(a.values().cloned().collect::<Vec<_>>(), vec![vec![7]; 3]);
+    }
+
+    #[test]
+    fn assignment_validation() {
+        let live = [1, 2];
+        let ok: BTreeMap<i32, Vec<i32>> = [(0, vec![1, 2]), (1, vec![2, 1])].into();
+        assert!(validate_assignment(&ok, &live).is_ok());
+        let dup: BTreeMap<i32, Vec<i32>> = [(0, vec![1, 1])].into();
+        assert!(validate_assignment(&dup, &live).is_err());
+        let dead: BTreeMap<i32, Vec<i32>> = [(0, vec![3])].into();
+        assert!(validate_assignment(&dead, &live).is_err());
+        let gap: BTreeMap<i32, Vec<i32>> = [(1, vec![1])].into();
+        assert!(validate_assignment(&gap, &live).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! The controller: election on `/controller`, one event loop fed by ZooKeeper watches, the
+//! partition and replica state machines, and the channel to brokers (reference §2–§4).
+//!
+//! Every broker runs this module; the one that creates `/controller` (with the epoch bump in the
+//! same multi-op) is active. ZooKeeper watches only enqueue [`Event`]s; the loop in `core`
+//! processes them one at a time, so the controller's state needs no locks. Every ZooKeeper write
+//! it makes is fenced on the `/controller_epoch` version, and every request it sends carries its
+//! epoch, so a zombie controller can neither change ZooKeeper nor move brokers.
+
+pub mod admin;
+mod channel;
+mod context;
+mod core;
+mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::KafkaConfig;
+use crate::log::TopicPartition;
+use crate::zk::ZkHandle;
+
+/// What the controller's event loop reacts to.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// First election at start-up, and re-election on a new ZooKeeper session.
+    Startup,
+    /// `/controller` was created, changed or deleted.
+    ControllerChange,
+    /// Children of `/brokers/ids` changed.
+    BrokerChange,
+    /// Children of `/brokers/topics` changed.
+    TopicChange,
+    /// `/brokers/topics/<t>` changed (partitions added).
+    PartitionModification(String),
+    /// Children of `/admin/delete_topics` changed.
+    TopicDeletion,
+    /// Children of `/isr_change_notification` changed.
+    IsrChangeNotification,
+    /// A StopReplica(delete) completed on a broker.
+    StopReplicaResponse {
+        broker: i32,
+        results: Vec<(TopicPartition, i16)>,
+    },
+    /// The ZooKeeper session expired: resign until the new session re-elects.
+    SessionExpired,
+}
+
+/// A cheap-clone view of the controller for the rest of the broker.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    active: Arc<AtomicBool>,
+    epoch: Arc<AtomicI32>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl ControllerHandle {
+    /// Whether this broker is the active controller.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// The epoch under which this broker last became controller (0 if never).
+    pub fn epoch(&self) -> i32 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Enqueues an event (the session manager uses this on expiry and on a new session).
+    pub fn notify(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// Starts the controller's event loop and triggers the first election. The loop ends (resigning
+/// if active) when `shutdown` turns true.
+pub fn start(
+    config: Arc<KafkaConfig>,
+    zk: ZkHandle,
+    shutdown: watch::Receiver<bool>,
+) -> (ControllerHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = ControllerHandle {
+        active: Arc::new(AtomicBool::new(false)),
+        epoch: Arc::new(AtomicI32::new(0)),
+        events: tx.clone(),
+    };
+    let controller = core::Controller::new(config, zk, handle.clone(), tx.clone());
+    let _ = tx.send(Event::Startup);
+    let task = tokio::spawn(controller.run(rx, shutdown));
+    (handle, task)
+}

@@ -1,0 +1,39 @@
+//! Partition log storage, byte-compatible with Kafka 2.8's on-disk format.
+//!
+//! - [`LogManager`]: data directories, log lifecycle, background retention/flush/checkpoints,
+//!   clean shutdown (`manager`), and `meta.properties` / `.lock` (`meta`).
+//! - [`Log`]: one partition: appends, reads, flushes (`partition_log`); truncation and
+//!   retention (`retention`).
+//! - Segments (`segment`) with their `.index` (`index`) and `.timeindex` (`time_index`),
+//!   both memory-mapped (`mmap_file`); header scanning (`scan`); startup recovery (`recovery`).
+//! - [`LeaderEpochCache`] (`epoch_cache`) and the text checkpoint files (`checkpoint`).
+//! - [`LogConfig`] with Kafka's topic-level overrides (`config`), [`LogError`] (`error`).
+//!
+//! Batches are handled as opaque RecordBatch v2 bytes; only the 61-byte header is read.
+
+mod checkpoint;
+mod config;
+mod deleter;
+mod epoch_cache;
+mod error;
+mod index;
+mod manager;
+mod meta;
+mod mmap_file;
+mod partition_log;
+mod recovery;
+mod retention;
+mod scan;
+mod segment;
+mod time_index;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{BackgroundIntervals, LogConfig, TimestampType};
+pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
+pub use error::LogError;
+pub use manager::{HighWatermarkFn, LogManager, CLEAN_SHUTDOWN_FILE};
+pub use partition_log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+pub use types::{AppendInfo, ReadInfo, TopicPartition};

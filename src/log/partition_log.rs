@@ -1,0 +1,624 @@
+//! One partition's log (Kafka's `Log`): an ordered set of segments, the log start/end offsets,
+//! the recovery point and the leader-epoch cache.
+//!
+//! Locking: segment metadata lives behind one `RwLock`. Appends, rolls, truncation and
+//! retention take it for writing; reads take it for reading only long enough to locate the
+//! bytes, then `pread` through a shared file handle with no lock held, so a large fetch never
+//! stalls producers. Offsets readers poll often (LEO, log start) are mirrored in atomics.
+//! No lock is ever held across an `.await` (there are none in this module).
+
+use super::config::{LogConfig, TimestampType};
+use super::epoch_cache::LeaderEpochCache;
+use super::error::{IoContext, LogError};
+use super::recovery::{self, LoadParams};
+use super::segment::{BatchMeta, LogSegment};
+use super::types::{now_ms, read, write, AppendInfo, ReadInfo, TopicPartition};
+use crate::protocol::batch::{self, BatchError, BatchHeader};
+use bytes::{Bytes, BytesMut};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+
+/// ListOffsets sentinel timestamps.
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+pub const LATEST_TIMESTAMP: i64 = -1;
+
+pub struct Log {
+    pub(super) tp: TopicPartition,
+    pub(super) dir: PathBuf,
+    config: RwLock<LogConfig>,
+    pub(super) segments: RwLock<BTreeMap<i64, LogSegment>>,
+    pub(super) epoch_cache: LeaderEpochCache,
+    /// Shared with the epoch cache; only written with `segments` locked for writing.
+    pub(super) log_end_offset: Arc<AtomicI64>,
+    pub(super) log_start_offset: AtomicI64,
+    pub(super) recovery_point: AtomicI64,
+    last_flush_ms: AtomicI64,
+    closed: AtomicBool,
+    /// Lets a roll hand the old segment's fsync to a background thread.
+    self_ref: Weak<Log>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("topic_partition", &self.tp)
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("log_end_offset", &self.log_end_offset())
+            .finish()
+    }
+}
+
+/// Where a log's load starts from (checkpoint values and how the broker last stopped).
+pub(crate) struct OpenParams {
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
+    pub had_clean_shutdown: bool,
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering it if `params` says so.
+    pub(crate) fn open(
+        dir: PathBuf,
+        tp: TopicPartition,
+        config: LogConfig,
+        params: OpenParams,
+    ) -> Result<Arc<Log>, LogError> {
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let log_end_offset = Arc::new(AtomicI64::new(0));
+        let epoch_cache = LeaderEpochCache::load(&dir, tp.clone(), Arc::clone(&log_end_offset))?;
+        let now = now_ms();
+        let loaded = recovery::load_log(
+            &dir,
+            &LoadParams {
+                tp: &tp,
+                config: &config,
+                recovery_point: params.recovery_point,
+                log_start_offset: params.log_start_offset,
+                had_clean_shutdown: params.had_clean_shutdown,
+                now,
+            },
+            &epoch_cache,
+        )?;
+        log_end_offset.store(loaded.next_offset, Ordering::Release);
+        tracing::info!(topic = %tp.topic, partition = tp.partition, log_start_offset = loaded.log_start_offset,
+            log_end_offset = loaded.next_offset, segments = loaded.segments.len(), "loaded log");
+        Ok(Arc::new_cyclic(|self_ref| Log {
+            tp,
+            dir,
+            config: RwLock::new(config),
+            segments: RwLock::new(loaded.segments),
+            epoch_cache,
+            log_end_offset,
+            log_start_offset: AtomicI64::new(loaded.log_start_offset),
+            recovery_point: AtomicI64::new(loaded.recovery_point),
+            last_flush_ms: AtomicI64::new(now),
+            closed: AtomicBool::new(false),
+            self_ref: self_ref.clone(),
+        }))
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> LogConfig {
+        read(&self.config).clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        *write(&self.config) = config;
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point.load(Ordering::Acquire)
+    }
+
+    /// Wall-clock time of the last completed flush (for `flush.ms`).
+    pub fn last_flush_ms(&self) -> i64 {
+        self.last_flush_ms.load(Ordering::Acquire)
+    }
+
+    pub fn leader_epoch_cache(&self) -> &LeaderEpochCache {
+        &self.epoch_cache
+    }
+
+    /// Kafka's `maybeAssignEpochStartOffset`: a new leader records `(epoch, LEO)`.
+    pub fn assign_epoch_start_offset(&self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+        self.epoch_cache.assign(epoch, start_offset)
+    }
+
+    /// OffsetForLeaderEpoch answer for `epoch` (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epoch_cache.end_offset_for(epoch)
+    }
+
+    pub fn size_in_bytes(&self) -> u64 {
+        read(&self.segments).values().map(LogSegment::size).sum()
+    }
+
+    pub fn num_segments(&self) -> usize {
+        read(&self.segments).len()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn ensure_open(&self) -> Result<(), LogError> {
+        if self.is_closed() {
+            return Err(LogError::Closed {
+                topic_partition: self.tp.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, size: usize, config: &LogConfig) -> Result<(), LogError> {
+        if size > config.max_message_bytes.max(0) as usize {
+            return Err(LogError::MessageTooLarge {
+                size,
+                max: config.max_message_bytes,
+            });
+        }
+        if size as u64 > config.segment_bytes {
+            return Err(LogError::BatchLargerThanSegment {
+                size,
+                segment_bytes: config.segment_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Leader append of one batch that the produce path already validated: assigns offsets
+    /// from the LEO, stamps `leader_epoch` and, for LogAppendTime topics, the broker time.
+    pub fn append_as_leader(
+        &self,
+        mut batch: BytesMut,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        self.ensure_open()?;
+        let config = self.config();
+        let header = BatchHeader::parse(&batch)?;
+        if header.total_size() != batch.len() {
+            return Err(BatchError::LengthMismatch {
+                batch_size: header.total_size(),
+                buffer_len: batch.len(),
+            }
+            .into());
+        }
+        self.check_size(batch.len(), &config)?;
+        let now = now_ms();
+        // The CRC covers the timestamp, so stamp before taking the lock; offsets and epoch
+        // are outside the CRC and are set under it.
+        let (log_append_time, max_timestamp) = match config.message_timestamp_type {
+            TimestampType::LogAppendTime => {
+                batch::set_log_append_time(&mut batch, now)?;
+                (now, now)
+            }
+            TimestampType::CreateTime => (-1, header.max_timestamp),
+        };
+        batch::set_partition_leader_epoch(&mut batch, leader_epoch)?;
+        let mut segments = write(&self.segments);
+        self.ensure_open()?;
+        let base_offset = self.log_end_offset();
+        batch::set_base_offset(&mut batch, base_offset)?;
+        let header = BatchHeader {
+            base_offset,
+            partition_leader_epoch: leader_epoch,
+            max_timestamp,
+            ..header
+        };
+        let len = batch.len();
+        self.append_locked(&mut segments, &config, &batch, &[(header, 0..len)], now)?;
+        drop(segments);
+        self.maybe_flush_by_count(&config)?;
+        Ok(AppendInfo {
+            first_offset: base_offset,
+            last_offset: header.last_offset(),
+            log_append_time,
+            max_timestamp,
+            valid_bytes: len,
+        })
+    }
+
+    /// Follower append of batches exactly as the leader sent them. A trailing partial batch
+    /// (a fetch response cut at its byte limit) is ignored; any other invalid batch rejects
+    /// the whole append.
+    pub fn append_as_follower(&self, batches: Bytes) -> Result<AppendInfo, LogError> {
+        self.ensure_open()?;
+        let config = self.config();
+        let mut parsed: Vec<(BatchHeader, Range<usize>)> = Vec::new();
+        for item in batch::batches(&batches) {
+            match item {
+                Ok((header, range)) => {
+                    self.check_size(range.len(), &config)?;
+                    if let Some((prev, _)) = parsed.last() {
+                        if header.base_offset < prev.next_offset() {
+                            return Err(LogError::OffsetMismatch {
+                                topic_partition: self.tp.to_string(),
+                                expected: prev.next_offset(),
+                                found: header.base_offset,
+                            });
+                        }
+                    }
+                    parsed.push((header, range));
+                }
+                Err(BatchError::Truncated { .. } | BatchError::TooShort { .. })
+                    if !parsed.is_empty() =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut segments = write(&self.segments);
+        self.ensure_open()?;
+        let leo = self.log_end_offset();
+        let Some((first, _)) = parsed.first() else {
+            return Ok(AppendInfo {
+                first_offset: leo,
+                last_offset: leo - 1,
+                log_append_time: -1,
+                max_timestamp: -1,
+                valid_bytes: 0,
+            });
+        };
+        if first.base_offset != leo {
+            return Err(LogError::OffsetMismatch {
+                topic_partition: self.tp.to_string(),
+                expected: leo,
+                found: first.base_offset,
+            });
+        }
+        let first_offset = first.base_offset;
+        self.append_locked(&mut segments, &config, &batches, &parsed, now_ms())?;
+        drop(segments);
+        self.maybe_flush_by_count(&config)?;
+        let last = parsed
+            .last()
+            .map(|(h, _)| h.last_offset())
+            .unwrap_or(leo - 1);
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: last,
+            log_append_time: -1,
+            max_timestamp: parsed
+                .iter()
+                .map(|(h, _)| h.max_timestamp)
+                .max()
+                .unwrap_or(-1),
+            valid_bytes: parsed.last().map(|(_, r)| r.end).unwrap_or(0),
+        })
+    }
+
+    /// Writes `batches` (ranges of `data`) to the active segment, rolling first whenever a
+    /// batch would not fit the current one, and coalescing consecutive batches into one write.
+    fn append_locked(
+        &self,
+        segments: &mut BTreeMap<i64, LogSegment>,
+        config: &LogConfig,
+        data: &[u8],
+        batches: &[(BatchHeader, Range<usize>)],
+        now: i64,
+    ) -> Result<(), LogError> {
+        let mut group_start = 0;
+        for (i, (header, range)) in batches.iter().enumerate() {
+            let pending = batches
+                .get(group_start)
+                .map(|(_, r)| (range.start - r.start) as u64)
+                .unwrap_or(0);
+            let should_roll = active(segments)?.should_roll(
+                config,
+                pending + range.len() as u64,
+                header.max_timestamp,
+                header.last_offset(),
+                now,
+            );
+            if should_roll {
+                self.write_group(segments, config, data, &batches[group_start..i])?;
+                group_start = i;
+                self.roll_locked(segments, config, header.base_offset, now)?;
+            }
+        }
+        self.write_group(segments, config, data, &batches[group_start..])?;
+        for (header, _) in batches {
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0
+                && self
+                    .epoch_cache
+                    .latest_epoch()
+                    .is_none_or(|latest| epoch > latest)
+            {
+                self.epoch_cache.assign(epoch, header.base_offset)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_group(
+        &self,
+        segments: &mut BTreeMap<i64, LogSegment>,
+        config: &LogConfig,
+        data: &[u8],
+        group: &[(BatchHeader, Range<usize>)],
+    ) -> Result<(), LogError> {
+        let (Some((_, first)), Some((last_header, last))) = (group.first(), group.last()) else {
+            return Ok(());
+        };
+        let metas: Vec<BatchMeta> = group
+            .iter()
+            .map(|(h, r)| BatchMeta::new(r.start - first.start, h))
+            .collect();
+        let bytes = data.get(first.start..last.end).unwrap_or(&[]);
+        active_mut(segments)?.append(bytes, &metas, config.index_interval_bytes)?;
+        self.log_end_offset
+            .store(last_header.next_offset(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts a new active segment at `new_offset`. The old one is trimmed now and fsynced by
+    /// a background thread, which also moves the recovery point up to `new_offset`.
+    pub(super) fn roll_locked(
+        &self,
+        segments: &mut BTreeMap<i64, LogSegment>,
+        config: &LogConfig,
+        new_offset: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        let new_offset = new_offset.max(self.log_end_offset());
+        let current = active_mut(segments)?;
+        if current.base_offset() == new_offset && current.size() == 0 {
+            return Ok(());
+        }
+        if current.base_offset() >= new_offset {
+            return Err(LogError::InvalidArgument {
+                topic_partition: self.tp.to_string(),
+                reason: format!(
+                    "cannot roll to offset {new_offset}: active segment starts at {}",
+                    current.base_offset()
+                ),
+            });
+        }
+        current.on_become_inactive()?;
+        let segment = LogSegment::create(&self.dir, new_offset, config, now)?;
+        segments.insert(new_offset, segment);
+        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, base_offset = new_offset, "rolled new log segment");
+        let weak = self.self_ref.clone();
+        let spawned = std::thread::Builder::new()
+            .name("log-flush".into())
+            .spawn(move || {
+                if let Some(log) = weak.upgrade() {
+                    if let Err(e) = log.flush_up_to(new_offset) {
+                        tracing::warn!(topic = %log.tp.topic, partition = log.tp.partition, error = %e, "flush after roll failed");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(topic = %self.tp.topic, partition = self.tp.partition, error = %e,
+                "could not start flush after roll; the next flush will cover it");
+        }
+        Ok(())
+    }
+
+    /// Forces a roll (used when retention would otherwise delete the active segment).
+    pub fn roll(&self) -> Result<(), LogError> {
+        self.ensure_open()?;
+        let config = self.config();
+        let mut segments = write(&self.segments);
+        let leo = self.log_end_offset();
+        self.roll_locked(&mut segments, &config, leo, now_ms())
+    }
+
+    fn maybe_flush_by_count(&self, config: &LogConfig) -> Result<(), LogError> {
+        let unflushed = self.log_end_offset() - self.recovery_point();
+        if unflushed >= 0 && unflushed as u64 >= config.flush_interval_messages {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs every segment holding data below `offset` that is above the recovery point,
+    /// then advances the recovery point. The fsyncs run without the log lock.
+    pub fn flush_up_to(&self, offset: i64) -> Result<(), LogError> {
+        let from = self.recovery_point();
+        if offset <= from {
+            return Ok(());
+        }
+        let handles: Vec<_> = {
+            let segments = read(&self.segments);
+            let first = segments
+                .range(..=from)
+                .next_back()
+                .map(|(b, _)| *b)
+                .unwrap_or(i64::MIN);
+            segments
+                .range(first..offset)
+                .flat_map(|(_, s)| s.sync_handles())
+                .collect()
+        };
+        for (file, path) in handles {
+            file.sync_all().at(&path)?;
+        }
+        let _segments = write(&self.segments);
+        let target = offset.min(self.log_end_offset());
+        if target > self.recovery_point() {
+            self.recovery_point.store(target, Ordering::Release);
+        }
+        self.last_flush_ms.store(now_ms(), Ordering::Release);
+        tracing::debug!(topic = %self.tp.topic, partition = self.tp.partition, recovery_point = target, "flushed log");
+        Ok(())
+    }
+
+    /// Fsyncs everything written so far and moves the recovery point to the LEO.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.flush_up_to(self.log_end_offset())
+    }
+
+    pub(super) fn out_of_range(&self, offset: i64) -> LogError {
+        LogError::OffsetOutOfRange {
+            topic_partition: self.tp.to_string(),
+            offset,
+            log_start: self.log_start_offset(),
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// Reads whole batches starting with the one containing `offset`; see the module docs
+    /// for locking. Data comes from one segment per call, copied once from the file.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+        min_one_batch: bool,
+    ) -> Result<ReadInfo, LogError> {
+        self.ensure_open()?;
+        let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
+        let empty = || ReadInfo {
+            records: Bytes::new(),
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        };
+        if offset < log_start || offset > log_end {
+            return Err(self.out_of_range(offset));
+        }
+        if offset == log_end || max_offset.is_some_and(|m| offset >= m) {
+            return Ok(empty());
+        }
+        let located = {
+            let segments = read(&self.segments);
+            let start = segments
+                .range(..=offset)
+                .next_back()
+                .map(|(b, _)| *b)
+                .unwrap_or(i64::MIN);
+            let mut found = None;
+            for (_, segment) in segments.range(start..) {
+                if let Some((pos, header)) = segment.translate_offset(offset)? {
+                    found = Some((
+                        segment.file(),
+                        segment.log_path().to_path_buf(),
+                        segment.size(),
+                        pos,
+                        header,
+                    ));
+                    break;
+                }
+            }
+            found
+        };
+        let Some((file, path, segment_end, pos, first)) = located else {
+            return Ok(empty());
+        };
+        if max_offset.is_some_and(|m| first.base_offset >= m) {
+            return Ok(empty());
+        }
+        let first_size = first.total_size();
+        let len = if first_size > max_bytes {
+            if !min_one_batch {
+                return Ok(empty());
+            }
+            first_size
+        } else {
+            max_bytes.min(usize::try_from(segment_end.saturating_sub(pos)).unwrap_or(usize::MAX))
+        };
+        let mut buf = LogSegment::read_at(&file, &path, pos, len)?;
+        let mut keep = 0;
+        for item in batch::batch_headers(&buf) {
+            match item {
+                Ok((h, range)) if max_offset.is_none_or(|m| h.base_offset < m) => keep = range.end,
+                _ => break,
+            }
+        }
+        buf.truncate(keep);
+        Ok(ReadInfo {
+            records: buf.freeze(),
+            log_start_offset: log_start,
+            log_end_offset: log_end,
+        })
+    }
+
+    /// ListOffsets by timestamp: the first batch whose max timestamp is ≥ `ts`, as (offset,
+    /// timestamp); -2 / -1 ask for the log start / end. Batch granularity, like the rest of
+    /// this layer: the offset is the batch's base offset (or the log start, if later).
+    pub fn fetch_offset_by_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        self.ensure_open()?;
+        match ts {
+            EARLIEST_TIMESTAMP => return Ok(Some((self.log_start_offset(), -1))),
+            LATEST_TIMESTAMP => return Ok(Some((self.log_end_offset(), -1))),
+            _ => {}
+        }
+        let log_start = self.log_start_offset();
+        let segments = read(&self.segments);
+        let bases: Vec<i64> = segments.keys().copied().collect();
+        for (i, (_, segment)) in segments.iter().enumerate() {
+            let below_start = bases.get(i + 1).is_some_and(|next| *next <= log_start);
+            if below_start || segment.largest_timestamp() < ts {
+                continue;
+            }
+            if let Some(found) = segment.find_offset_by_timestamp(ts, log_start)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Clean shutdown of this log: flush, record the final time-index entry and trim the
+    /// active segment's preallocated indexes so the files hold exactly their entries.
+    pub(crate) fn close(&self) -> Result<(), LogError> {
+        if self.is_closed() {
+            return Ok(());
+        }
+        self.flush()?;
+        let mut segments = write(&self.segments);
+        self.closed.store(true, Ordering::Release);
+        if let Some((_, active)) = segments.iter_mut().next_back() {
+            active.on_become_inactive()?;
+        }
+        Ok(())
+    }
+
+    /// Marks the log unusable (its directory is being deleted).
+    pub(crate) fn mark_deleted(&self) {
+        let _segments = write(&self.segments);
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+fn active(segments: &BTreeMap<i64, LogSegment>) -> Result<&LogSegment, LogError> {
+    segments
+        .values()
+        .next_back()
+        .ok_or(LogError::InvalidArgument {
+            topic_partition: String::new(),
+            reason: "log has no segments".into(),
+        })
+}
+
+pub(super) fn active_mut(
+    segments: &mut BTreeMap<i64, LogSegment>,
+) -> Result<&mut LogSegment, LogError> {
+    segments
+        .values_mut()
+        .next_back()
+        .ok_or(LogError::InvalidArgument {
+            topic_partition: String::new(),
+            reason: "log has no segments".into(),
+        })
+}

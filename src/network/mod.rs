@@ -1,0 +1,138 @@
+//! The SocketServer: PLAINTEXT listeners and one task per connection.
+//!
+//! A connection handles one request at a time and writes its response before reading the next,
+//! which is Kafka's "muting": responses stay in request order and a client that pipelines simply
+//! waits in the socket buffer. A frame larger than `socket.request.max.bytes` (or with a negative
+//! size) closes the connection before any of it is buffered; so does a connection idle for
+//! `connections.max.idle.ms`. On shutdown, listeners stop accepting, each connection finishes the
+//! request it is working on, and then closes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{self, ApiContext};
+
+/// Limits applied to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_request_bytes: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Counts connections for logs.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Accepts connections on `listener` until `shutdown` turns true, then waits for every connection
+/// to finish its in-flight request.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: ApiContext,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(listener = %local, "accepting connections");
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+                    let ctx = ctx.clone();
+                    let sd = shutdown.clone();
+                    connections.spawn(async move {
+                        let _ = stream.set_nodelay(true);
+                        if let Err(e) = handle_connection(stream, &ctx, limits, sd).await {
+                            tracing::debug!(connection = id, %peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and similar: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    drop(listener);
+    tracing::info!(listener = %local, open = connections.len(), "stopped accepting; draining connections");
+    while connections.join_next().await.is_some() {}
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("request size {size} is negative or exceeds socket.request.max.bytes={max}")]
+    FrameTooLarge { size: i32, max: usize },
+    #[error("idle for more than {0:?}")]
+    Idle(Duration),
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+}
+
+/// Reads the 4-byte size; `Ok(None)` on a clean close or shutdown between requests.
+async fn read_size(
+    stream: &mut TcpStream,
+    limits: ConnectionLimits,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<i32>, ConnectionError> {
+    let mut size = [0u8; 4];
+    tokio::select! {
+        r = tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut size)) => match r {
+            Err(_) => Err(ConnectionError::Idle(limits.idle_timeout)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(_)) => Ok(Some(i32::from_be_bytes(size))),
+        },
+        _ = shutdown.changed() => Ok(None),
+    }
+}
+
+async fn handle_connection(
+    mut stream: TcpStream,
+    ctx: &ApiContext,
+    limits: ConnectionLimits,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let Some(size) = read_size(&mut stream, limits, &mut shutdown).await? else {
+            return Ok(());
+        };
+        if size < 0 || size as usize > limits.max_request_bytes {
+            return Err(ConnectionError::FrameTooLarge {
+                size,
+                max: limits.max_request_bytes,
+            });
+        }
+        let mut frame = BytesMut::zeroed(size as usize);
+        // A client that sends a size and then stalls is as idle as one that sends nothing.
+        tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut frame))
+            .await
+            .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
+        // The request runs to completion even if shutdown starts meanwhile: in-flight work
+        // finishes (for acks=all, that is the wait for replication).
+        if let Some(response) = api::handle(ctx, frame.freeze()).await? {
+            stream.write_all(&response).await?;
+        }
+    }
+}

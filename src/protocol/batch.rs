@@ -1,0 +1,585 @@
+//! Zero-copy view of Kafka's RecordBatch v2 (magic 2) framing.
+//!
+//! The broker never decodes individual records on the hot path: produce, fetch, replication
+//! and recovery only need the fixed 61-byte header, the CRC and the batch boundaries. Every
+//! function here treats its input as untrusted (it may come from a socket or a damaged disk)
+//! and reports problems as [`BatchError`] instead of panicking.
+
+use bytes::{BufMut, BytesMut};
+use std::ops::Range;
+
+/// Size of the fixed RecordBatch v2 header; records start right after it.
+pub const HEADER_LEN: usize = 61;
+/// BaseOffset (8) + BatchLength (4): the part of a batch not counted by BatchLength.
+pub const LOG_OVERHEAD: usize = 12;
+/// Smallest legal BatchLength: a header with no records.
+pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
+/// The only message format this broker stores.
+pub const MAGIC_V2: i8 = 2;
+
+const BASE_OFFSET_OFFSET: usize = 0;
+const LENGTH_OFFSET: usize = 8;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+/// The CRC covers everything from the attributes to the end, so offsets and epochs can be
+/// rewritten by the leader without recomputing it.
+const CRC_START: usize = 21;
+const ATTRIBUTES_OFFSET: usize = 21;
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORD_COUNT_OFFSET: usize = 57;
+
+const COMPRESSION_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_MASK: i16 = 0x08;
+const TRANSACTIONAL_MASK: i16 = 0x10;
+const CONTROL_MASK: i16 = 0x20;
+
+/// Why a buffer is not a valid RecordBatch v2 (or sequence of them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("buffer of {len} bytes is shorter than the {HEADER_LEN}-byte RecordBatch v2 header")]
+    TooShort { len: usize },
+    #[error("truncated batch: needs {needed} bytes but only {available} are present")]
+    Truncated { needed: usize, available: usize },
+    #[error("unsupported magic byte {0} (only RecordBatch v2 is accepted)")]
+    BadMagic(i8),
+    #[error("batch length {0} is negative or below the {MIN_BATCH_LENGTH}-byte minimum")]
+    BadLength(i32),
+    #[error("batch declares {batch_size} bytes but the buffer holds {buffer_len} (exactly one batch expected)")]
+    LengthMismatch {
+        batch_size: usize,
+        buffer_len: usize,
+    },
+    #[error("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("record count {0} is negative")]
+    NegativeRecordCount(i32),
+    #[error("last offset delta {0} is negative")]
+    NegativeLastOffsetDelta(i32),
+    #[error(
+        "record count {record_count} does not match last offset delta {last_offset_delta} + 1"
+    )]
+    RecordCountMismatch {
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+    #[error("unknown compression codec id {0}")]
+    UnknownCompression(u8),
+    #[error("clients may not write control batches")]
+    ControlBatchFromClient,
+}
+
+/// Compression codec named by attribute bits 0–2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionCodec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+    /// Ids 5–7 are reserved; kept distinct so a caller can reject them with the value.
+    Unknown(u8),
+}
+
+/// The decoded fixed header of one RecordBatch v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+// The callers below check `buf.len() >= HEADER_LEN` first, so these fixed-offset reads are
+// in bounds; `get` keeps them panic-free even if that invariant is ever broken.
+fn read_array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = buf.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+fn get_i64(buf: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(read_array(buf, at))
+}
+fn get_i32(buf: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(read_array(buf, at))
+}
+fn get_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(read_array(buf, at))
+}
+fn get_i16(buf: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(read_array(buf, at))
+}
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf`. Only the header is examined, so `buf` may be
+    /// exactly [`HEADER_LEN`] bytes (recovery reads headers on their own); whether the whole
+    /// batch is present is the caller's concern (see [`batches`]).
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+        if buf.len() < HEADER_LEN {
+            return Err(BatchError::TooShort { len: buf.len() });
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != MAGIC_V2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let batch_length = get_i32(buf, LENGTH_OFFSET);
+        if batch_length < MIN_BATCH_LENGTH {
+            return Err(BatchError::BadLength(batch_length));
+        }
+        let header = BatchHeader {
+            base_offset: get_i64(buf, BASE_OFFSET_OFFSET),
+            batch_length,
+            partition_leader_epoch: get_i32(buf, PARTITION_LEADER_EPOCH_OFFSET),
+            magic,
+            crc: get_u32(buf, CRC_OFFSET),
+            attributes: get_i16(buf, ATTRIBUTES_OFFSET),
+            last_offset_delta: get_i32(buf, LAST_OFFSET_DELTA_OFFSET),
+            base_timestamp: get_i64(buf, BASE_TIMESTAMP_OFFSET),
+            max_timestamp: get_i64(buf, MAX_TIMESTAMP_OFFSET),
+            producer_id: get_i64(buf, PRODUCER_ID_OFFSET),
+            producer_epoch: get_i16(buf, PRODUCER_EPOCH_OFFSET),
+            base_sequence: get_i32(buf, BASE_SEQUENCE_OFFSET),
+            record_count: get_i32(buf, RECORD_COUNT_OFFSET),
+        };
+        if header.record_count < 0 {
+            return Err(BatchError::NegativeRecordCount(header.record_count));
+        }
+        if header.last_offset_delta < 0 {
+            return Err(BatchError::NegativeLastOffsetDelta(
+                header.last_offset_delta,
+            ));
+        }
+        Ok(header)
+    }
+
+    /// Bytes the whole batch occupies on disk and on the wire.
+    pub fn total_size(&self) -> usize {
+        // parse() guarantees batch_length >= MIN_BATCH_LENGTH > 0.
+        self.batch_length.max(0) as usize + LOG_OVERHEAD
+    }
+
+    /// Offset of the last record. Saturates because base offsets read from disk are untrusted.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
+    }
+
+    /// The offset following this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    pub fn compression_codec(&self) -> CompressionCodec {
+        match (self.attributes & COMPRESSION_MASK) as u8 {
+            0 => CompressionCodec::None,
+            1 => CompressionCodec::Gzip,
+            2 => CompressionCodec::Snappy,
+            3 => CompressionCodec::Lz4,
+            4 => CompressionCodec::Zstd,
+            other => CompressionCodec::Unknown(other),
+        }
+    }
+
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_MASK != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_MASK != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_MASK != 0
+    }
+}
+
+/// CRC-32C of the covered part of a batch whose total size is already known.
+fn compute_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(batch.get(CRC_START..).unwrap_or(&[]))
+}
+
+/// Parses the header and returns it together with the batch's byte length, checking that the
+/// whole batch is inside `buf`.
+fn parse_complete(buf: &[u8]) -> Result<(BatchHeader, usize), BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    let size = header.total_size();
+    if size > buf.len() {
+        return Err(BatchError::Truncated {
+            needed: size,
+            available: buf.len(),
+        });
+    }
+    Ok((header, size))
+}
+
+/// Verifies the CRC-32C of the batch at the start of `buf` over bytes `[21, end_of_batch)`.
+pub fn verify_crc(buf: &[u8]) -> Result<(), BatchError> {
+    let (header, size) = parse_complete(buf)?;
+    let computed = compute_crc(&buf[..size]);
+    if computed != header.crc {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Produce-path validation: `buf` must be exactly one well-formed v2 batch with a valid CRC,
+/// a known codec, a record count consistent with its offsets (Kafka's client-origin check),
+/// and not a control batch.
+pub fn validate_single_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf)?;
+    let size = header.total_size();
+    if size != buf.len() {
+        return Err(BatchError::LengthMismatch {
+            batch_size: size,
+            buffer_len: buf.len(),
+        });
+    }
+    verify_crc(buf)?;
+    if let CompressionCodec::Unknown(id) = header.compression_codec() {
+        return Err(BatchError::UnknownCompression(id));
+    }
+    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
+        return Err(BatchError::RecordCountMismatch {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    if header.is_control() {
+        return Err(BatchError::ControlBatchFromClient);
+    }
+    Ok(header)
+}
+
+/// Iterator over consecutive batches in one buffer. Yields each header with its byte range
+/// and stops after the first error; a trailing partial batch is reported as
+/// [`BatchError::Truncated`] / [`BatchError::TooShort`] so the caller can decide whether that
+/// is corruption (recovery) or a normal fetch cut-off (follower).
+pub struct BatchIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    verify_crc: bool,
+    done: bool,
+}
+
+/// Iterates over the batches in `buf`, verifying each CRC.
+pub fn batches(buf: &[u8]) -> BatchIter<'_> {
+    BatchIter {
+        buf,
+        pos: 0,
+        verify_crc: true,
+        done: false,
+    }
+}
+
+/// Like [`batches`] but only checks framing, not CRCs: for data already validated once (the
+/// read path trimming a file slice to whole batches).
+pub fn batch_headers(buf: &[u8]) -> BatchIter<'_> {
+    BatchIter {
+        buf,
+        pos: 0,
+        verify_crc: false,
+        done: false,
+    }
+}
+
+impl BatchIter<'_> {
+    /// Bytes consumed by the batches yielded so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl Iterator for BatchIter<'_> {
+    type Item = Result<(BatchHeader, Range<usize>), BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.pos >= self.buf.len() {
+            return None;
+        }
+        let rest = &self.buf[self.pos..];
+        let result = parse_complete(rest).and_then(|(header, size)| {
+            if self.verify_crc {
+                let computed = compute_crc(&rest[..size]);
+                if computed != header.crc {
+                    return Err(BatchError::CrcMismatch {
+                        stored: header.crc,
+                        computed,
+                    });
+                }
+            }
+            Ok((header, size))
+        });
+        match result {
+            Ok((header, size)) => {
+                let range = self.pos..self.pos + size;
+                self.pos += size;
+                Some(Ok((header, range)))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn require_header(buf: &[u8]) -> Result<(), BatchError> {
+    if buf.len() < HEADER_LEN {
+        return Err(BatchError::TooShort { len: buf.len() });
+    }
+    Ok(())
+}
+
+/// Rewrites BaseOffset in place; not covered by the CRC.
+pub fn set_base_offset(buf: &mut [u8], base_offset: i64) -> Result<(), BatchError> {
+    require_header(buf)?;
+    put(buf, BASE_OFFSET_OFFSET, &base_offset.to_be_bytes());
+    Ok(())
+}
+
+/// Rewrites PartitionLeaderEpoch in place; not covered by the CRC.
+pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) -> Result<(), BatchError> {
+    require_header(buf)?;
+    put(buf, PARTITION_LEADER_EPOCH_OFFSET, &epoch.to_be_bytes());
+    Ok(())
+}
+
+/// Marks the batch as LogAppendTime with `ts_ms` as MaxTimestamp, then recomputes the CRC
+/// because both fields are covered by it. The batch must be complete in `buf`.
+pub fn set_log_append_time(buf: &mut [u8], ts_ms: i64) -> Result<(), BatchError> {
+    let (header, size) = parse_complete(buf)?;
+    if header.is_log_append_time() && header.max_timestamp == ts_ms {
+        return Ok(());
+    }
+    let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
+    put(buf, ATTRIBUTES_OFFSET, &attributes.to_be_bytes());
+    put(buf, MAX_TIMESTAMP_OFFSET, &ts_ms.to_be_bytes());
+    let crc = compute_crc(&buf[..size]);
+    put(buf, CRC_OFFSET, &crc.to_be_bytes());
+    Ok(())
+}
+
+fn put_unsigned_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_varint(out: &mut Vec<u8>, v: i32) {
+    put_unsigned_varint(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
+}
+
+fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    put_unsigned_varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_nullable_bytes(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(bytes) => {
+            put_varint(out, i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+            out.extend_from_slice(bytes);
+        }
+        None => put_varint(out, -1),
+    }
+}
+
+/// A record's optional key and value, as taken by [`build_batch`].
+pub type RecordKv<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Test support: encodes an uncompressed v2 batch of `(key, value)` records, all stamped with
+/// `base_timestamp`, no headers, no producer id. Used by this crate's tests and by the
+/// broker's integration tests, which is why it is not `cfg(test)`.
+#[doc(hidden)]
+pub fn build_batch(base_offset: i64, base_timestamp: i64, records: &[RecordKv<'_>]) -> BytesMut {
+    let mut body = Vec::new();
+    let mut record = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        record.clear();
+        record.push(0); // record attributes, unused in v2
+        put_varlong(&mut record, 0);
+        put_varint(&mut record, i32::try_from(i).unwrap_or(i32::MAX));
+        put_nullable_bytes(&mut record, *key);
+        put_nullable_bytes(&mut record, *value);
+        put_varint(&mut record, 0); // header count
+        put_varint(&mut body, i32::try_from(record.len()).unwrap_or(i32::MAX));
+        body.extend_from_slice(&record);
+    }
+    let count = i32::try_from(records.len()).unwrap_or(i32::MAX);
+    let total = HEADER_LEN + body.len();
+    let mut buf = BytesMut::with_capacity(total);
+    buf.put_i64(base_offset);
+    buf.put_i32(i32::try_from(total - LOG_OVERHEAD).unwrap_or(i32::MAX));
+    buf.put_i32(-1); // partition leader epoch: assigned by the leader
+    buf.put_i8(MAGIC_V2);
+    buf.put_u32(0); // CRC, filled below
+    buf.put_i16(0);
+    buf.put_i32((count - 1).max(0));
+    buf.put_i64(base_timestamp);
+    buf.put_i64(base_timestamp);
+    buf.put_i64(-1);
+    buf.put_i16(-1);
+    buf.put_i32(-1);
+    buf.put_i32(count);
+    buf.put_slice(&body);
+    let crc = compute_crc(&buf);
+    put(&mut buf, CRC_OFFSET, &crc.to_be_bytes());
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> BytesMut {
+        build_batch(
+            100,
+            1_000,
+            &[
+                (Some(b"k1".as_slice()), Some(b"v1".as_slice())),
+                (None, Some(b"value-2".as_slice())),
+                (Some(b"k3".as_slice()), None),
+            ],
+        )
+    }
+
+    #[test]
+    fn build_and_parse_round_trip() {
+        let b = sample();
+        let h = validate_single_batch(&b).unwrap();
+        assert_eq!(h.base_offset, 100);
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        assert_eq!(h.last_offset(), 102);
+        assert_eq!(h.total_size(), b.len());
+        assert_eq!(h.max_timestamp, 1_000);
+        assert_eq!(h.producer_id, -1);
+        assert_eq!(h.compression_codec(), CompressionCodec::None);
+        assert!(!h.is_log_append_time() && !h.is_transactional() && !h.is_control());
+    }
+
+    #[test]
+    fn record_encoding_matches_kafka_layout() {
+        let b = build_batch(0, 5, &[(Some(b"a".as_slice()), Some(b"bc".as_slice()))]);
+        // length=9 (zigzag 18), attrs 0, tsDelta 0, offDelta 0, keyLen 1 (2), 'a', valLen 2 (4), "bc", headers 0
+        assert_eq!(&b[HEADER_LEN..], &[18, 0, 0, 0, 2, b'a', 4, b'b', b'c', 0]);
+    }
+
+    #[test]
+    fn offsets_and_epoch_do_not_touch_crc() {
+        let mut b = sample();
+        set_base_offset(&mut b, 42).unwrap();
+        set_partition_leader_epoch(&mut b, 7).unwrap();
+        let h = validate_single_batch(&b).unwrap();
+        assert_eq!((h.base_offset, h.partition_leader_epoch), (42, 7));
+    }
+
+    #[test]
+    fn log_append_time_recomputes_crc() {
+        let mut b = sample();
+        set_log_append_time(&mut b, 99_999).unwrap();
+        let h = validate_single_batch(&b).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!(h.max_timestamp, 99_999);
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let mut b = sample();
+        let last = b.len() - 1;
+        b[last] ^= 0xff;
+        assert!(matches!(
+            verify_crc(&b),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+
+        let mut b = sample();
+        b[MAGIC_OFFSET] = 1;
+        assert_eq!(BatchHeader::parse(&b), Err(BatchError::BadMagic(1)));
+
+        let mut b = sample();
+        put(&mut b, LENGTH_OFFSET, &10i32.to_be_bytes());
+        assert_eq!(BatchHeader::parse(&b), Err(BatchError::BadLength(10)));
+
+        assert_eq!(
+            BatchHeader::parse(&[0u8; 10]),
+            Err(BatchError::TooShort { len: 10 })
+        );
+    }
+
+    #[test]
+    fn single_batch_rejects_trailing_bytes_and_second_batch() {
+        let mut two = sample();
+        two.extend_from_slice(&sample());
+        assert!(matches!(
+            validate_single_batch(&two),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+        let b = sample();
+        assert!(matches!(
+            validate_single_batch(&b[..b.len() - 1]),
+            Err(BatchError::LengthMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn iterates_many_and_reports_trailing_partial() {
+        let mut buf = sample();
+        buf.extend_from_slice(&build_batch(103, 2_000, &[(None, Some(b"x".as_slice()))]));
+        let partial = sample();
+        buf.extend_from_slice(&partial[..30]);
+        let items: Vec<_> = batches(&buf).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].as_ref().unwrap().0.base_offset, 100);
+        assert_eq!(items[1].as_ref().unwrap().0.base_offset, 103);
+        assert!(matches!(items[2], Err(BatchError::TooShort { len: 30 })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = BatchHeader::parse(&data);
+            let _ = verify_crc(&data);
+            let _ = validate_single_batch(&data);
+            for item in batches(&data) { let _ = item; }
+            for item in batch_headers(&data) { let _ = item; }
+            let mut copy = data.clone();
+            let _ = set_base_offset(&mut copy, i64::MAX);
+            let _ = set_log_append_time(&mut copy, 1);
+        }
+
+        #[test]
+        fn mutated_header_never_panics(idx in 0usize..HEADER_LEN, byte in any::<u8>()) {
+            let mut b = sample().to_vec();
+            b[idx] = byte;
+            let _ = validate_single_batch(&b);
+            for item in batches(&b) { let _ = item; }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The ReplicationManager: partitions hosted by this broker, their roles and high watermarks, the
+//! produce and fetch paths, and the controller requests that change roles (LeaderAndIsr,
+//! StopReplica). Mirrors Kafka's `ReplicaManager` and `Partition`.
+//!
+//! Errors here are domain values ([`ReplicaError`]); `api` turns them into Kafka error codes.
+
+mod manager;
+mod partition;
+
+pub use manager::{
+    FetchFailure, FetchParams, FetchPartitionRequest, FetchPartitionResult, ProducePartitionResult,
+    ReplicaManager, StaleControllerEpoch,
+};
+pub use partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
+
+use crate::log::LogError;
+
+/// Why a partition-level operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ReplicaError {
+    #[error("this broker is not the leader for the partition")]
+    NotLeader,
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("replica {0} is not assigned to this partition")]
+    UnknownReplica(i32),
+    #[error("ISR has {isr} members, fewer than min.insync.replicas={min_isr}")]
+    NotEnoughReplicas { isr: usize, min_isr: i32 },
+    #[error("written, but the ISR shrank to {isr}, below min.insync.replicas={min_isr}")]
+    NotEnoughReplicasAfterAppend { isr: usize, min_isr: i32 },
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("record batch of {size} bytes exceeds max.message.bytes={max}")]
+    MessageTooLarge { size: usize, max: i32 },
+    #[error("record batch of {size} bytes is larger than segment.bytes={segment_bytes}")]
+    RecordListTooLarge { size: usize, segment_bytes: u64 },
+    #[error("offset {offset} is out of range [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("request timed out waiting for replication")]
+    RequestTimedOut,
+    #[error("the request's leader epoch is older than the partition's")]
+    FencedLeaderEpoch,
+    #[error("the request's leader epoch is newer than the partition's")]
+    UnknownLeaderEpoch,
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl ReplicaError {
+    /// Maps a log failure to the partition-level error a client can act on.
+    pub fn from_log(e: LogError) -> Self {
+        match e {
+            LogError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+                ..
+            } => ReplicaError::OffsetOutOfRange {
+                offset,
+                log_start,
+                log_end,
+            },
+            LogError::MessageTooLarge { size, max } => ReplicaError::MessageTooLarge { size, max },
+            LogError::InvalidBatch(b) => ReplicaError::CorruptMessage(b.to_string()),
+            LogError::BatchLargerThanSegment {
+                size,
+                segment_bytes,
+            } => ReplicaError::RecordListTooLarge {
+                size,
+                segment_bytes,
+            },
+            other => ReplicaError::Storage(other.to_string()),
+        }
+    }
+}

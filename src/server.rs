@@ -1,0 +1,270 @@
+//! The composition root (Kafka's `KafkaServer`): ordered start-up, the ZooKeeper session keeper,
+//! and shutdown in reverse order.
+//!
+//! Start-up: ZooKeeper session and top-level paths → cluster id → LogManager (meta.properties,
+//! recovery) → metadata cache → bind listeners → ReplicaManager → `/brokers/ids/<id>` (the broker
+//! epoch) → controller election → serve. Shutdown: stop accepting and drain connections → stop
+//! the controller → flush logs, write checkpoints and the clean-shutdown marker → close the
+//! ZooKeeper session (which removes `/brokers/ids/<id>`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::ApiContext;
+use crate::config::KafkaConfig;
+use crate::controller::{self, ControllerHandle, Event};
+use crate::log::{BackgroundIntervals, LogManager};
+use crate::metadata::MetadataCache;
+use crate::network::{self, ConnectionLimits};
+use crate::replication::ReplicaManager;
+use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
+
+/// Why the broker could not start (or stopped with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("ZooKeeper: {0}")]
+    Zk(#[from] ZkError),
+    #[error("log manager: {0}")]
+    Log(#[from] crate::log::LogError),
+    #[error("cannot bind listener {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid topic config in ZooKeeper for '{topic}': {reason}")]
+    TopicConfig { topic: String, reason: String },
+}
+
+/// How long shutdown waits for connections to finish their in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn broker_info(config: &KafkaConfig) -> BrokerInfo {
+    BrokerInfo {
+        id: config.broker_id,
+        endpoints: config
+            .advertised_listeners
+            .iter()
+            .map(|l| EndPoint {
+                listener_name: l.name.clone(),
+                security_protocol: SecurityProtocol::Plaintext,
+                host: l.host.clone(),
+                port: i32::from(l.port),
+            })
+            .collect(),
+        rack: config.rack.clone(),
+    }
+}
+
+async fn connect_zk(config: &KafkaConfig) -> Result<KafkaZkClient, ZkError> {
+    KafkaZkClient::connect(
+        &config.zookeeper_connect,
+        Duration::from_millis(config.zookeeper_session_timeout_ms),
+        Duration::from_millis(config.zookeeper_connection_timeout_ms),
+    )
+    .await
+}
+
+/// Runs a broker until `shutdown_signal` resolves, then shuts it down cleanly.
+///
+/// # Errors
+/// Any start-up failure (ZooKeeper unreachable, meta.properties mismatch, a live broker with the
+/// same id, a port in use); the message names the cause.
+pub async fn run(
+    config: KafkaConfig,
+    shutdown_signal: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let config = Arc::new(config);
+    let broker_id = config.broker_id;
+    tracing::info!(broker = broker_id, zookeeper = %config.zookeeper_connect, "starting broker");
+
+    let zk = connect_zk(&config).await?;
+    zk.create_top_level_paths().await?;
+    let cluster_id = zk.get_or_create_cluster_id().await?;
+    tracing::info!(broker = broker_id, cluster_id = %cluster_id, "joined cluster");
+
+    let default_log_config = config.default_log_config();
+    let topic_overrides: BTreeMap<String, BTreeMap<String, String>> =
+        zk.get_all_topic_configs().await?;
+    let mut topic_configs = BTreeMap::new();
+    for (topic, overrides) in &topic_overrides {
+        let cfg =
+            default_log_config
+                .with_overrides(overrides)
+                .map_err(|e| ServerError::TopicConfig {
+                    topic: topic.clone(),
+                    reason: e.to_string(),
+                })?;
+        topic_configs.insert(topic.clone(), cfg);
+    }
+    let logs = LogManager::startup(
+        &config.log_dirs,
+        broker_id,
+        &cluster_id,
+        default_log_config.clone(),
+        &|topic: &str| {
+            topic_configs
+                .get(topic)
+                .cloned()
+                .unwrap_or_else(|| default_log_config.clone())
+        },
+    )?;
+
+    let metadata = MetadataCache::new();
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &l.host
+        };
+        let addr = format!("{host}:{}", l.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+
+    let zk_handle = ZkHandle::new(zk.clone());
+    let replicas =
+        ReplicaManager::new(broker_id, logs.clone(), metadata.clone(), zk_handle.clone());
+
+    let broker_epoch = zk.register_broker(&broker_info(&config)).await?;
+    tracing::info!(
+        broker = broker_id,
+        broker_epoch,
+        "registered in /brokers/ids"
+    );
+    let broker_epoch = Arc::new(AtomicI64::new(broker_epoch));
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (controller, controller_task) =
+        controller::start(config.clone(), zk_handle.clone(), shutdown_rx.clone());
+
+    let ctx = ApiContext {
+        config: config.clone(),
+        cluster_id: cluster_id.into(),
+        replicas: replicas.clone(),
+        metadata,
+        zk: zk_handle.clone(),
+        controller: controller.clone(),
+        broker_epoch: broker_epoch.clone(),
+    };
+    let limits = ConnectionLimits {
+        max_request_bytes: config.socket_request_max_bytes,
+        idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+    };
+    let mut servers = Vec::new();
+    for listener in listeners {
+        servers.push(tokio::spawn(network::serve(
+            listener,
+            ctx.clone(),
+            limits,
+            shutdown_rx.clone(),
+        )));
+    }
+
+    let background = {
+        let logs = logs.clone();
+        let replicas = replicas.clone();
+        let intervals = BackgroundIntervals {
+            retention_check_ms: config.log_retention_check_interval_ms,
+            flush_check_ms: config.log_flush_scheduler_interval_ms,
+            recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
+            log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
+        };
+        let sd = shutdown_rx.clone();
+        tokio::spawn(async move {
+            let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
+            logs.run_background(intervals, hw, sd).await;
+        })
+    };
+
+    let session_keeper = tokio::spawn(keep_session(
+        config.clone(),
+        zk_handle.clone(),
+        controller.clone(),
+        broker_epoch,
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(broker = broker_id, "broker started");
+
+    shutdown_signal.await;
+    tracing::info!(broker = broker_id, "shutting down");
+    let _ = shutdown_tx.send(true);
+    for s in servers {
+        if tokio::time::timeout(DRAIN_TIMEOUT, s).await.is_err() {
+            tracing::warn!(broker = broker_id, "connections did not drain in time");
+        }
+    }
+    let _ = controller_task.await;
+    let _ = background.await;
+    session_keeper.abort();
+    if let Err(e) = logs.shutdown() {
+        tracing::error!(broker = broker_id, error = %e, "log manager shutdown failed");
+    }
+    // Remove our ephemeral znodes now (as closing the session does in Kafka), so the controller
+    // and the next election react at once rather than after the session timeout.
+    if let Err(e) = zk_handle.get().deregister(broker_id).await {
+        tracing::warn!(broker = broker_id, error = %e, "cannot remove ephemeral znodes");
+    }
+    tracing::info!(broker = broker_id, "shutdown complete");
+    Ok(())
+}
+
+/// Watches the ZooKeeper session; on expiry resigns the controller, opens a new session,
+/// re-registers `/brokers/ids/<id>` (a new broker epoch) and re-runs the election (reference §2).
+async fn keep_session(
+    config: Arc<KafkaConfig>,
+    zk: ZkHandle,
+    controller: ControllerHandle,
+    broker_epoch: Arc<AtomicI64>,
+    shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let loss = zk.get().session_lost().await;
+        if *shutdown.borrow() {
+            return;
+        }
+        tracing::warn!(
+            broker = config.broker_id,
+            ?loss,
+            "ZooKeeper session lost; re-registering"
+        );
+        controller.notify(Event::SessionExpired);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match connect_zk(&config).await {
+                Ok(client) => match client.register_broker(&broker_info(&config)).await {
+                    Ok(epoch) => {
+                        broker_epoch.store(epoch, Ordering::SeqCst);
+                        zk.replace(client);
+                        tracing::info!(
+                            broker = config.broker_id,
+                            broker_epoch = epoch,
+                            "re-registered with a new session"
+                        );
+                        controller.notify(Event::Startup);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(broker = config.broker_id, error = %e,
+                            "re-registration failed; retrying");
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(broker = config.broker_id, error = %e,
+                        "cannot reconnect to ZooKeeper; retrying");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! ZooKeeper layer: Kafka 2.8's znode layout, broker registration, controller election with
+//! epoch fencing, topics, partition state and the controller's notification queues
+//! (reference `kafka-classic.md` §1–§2).
+//!
+//! Depends only on `zookeeper-client`; nothing above it knows about znodes or JSON.
+//!
+//! - `client`: [`KafkaZkClient`] session set-up (chroot bootstrap), session loss, start-up znodes.
+//! - `brokers`, `controller`, `topics`, `admin`: the typed API, by znode family.
+//! - `ops`: shared low-level reads/writes and the controller-epoch–checked multi.
+//! - [`data`] / [`paths`]: pure payload codecs and path builders.
+//! - `watch`: one-shot [`Watch`]es; `error`: [`ZkError`].
+
+mod admin;
+mod brokers;
+mod client;
+mod controller;
+pub mod data;
+mod error;
+mod handle;
+mod ops;
+pub mod paths;
+mod topics;
+mod watch;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
+
+pub use client::KafkaZkClient;
+pub use data::{
+    BrokerInfo, EndPoint, LeaderIsrAndControllerEpoch, SecurityProtocol, TopicAssignment,
+};
+pub use error::{CodecError, ZkError};
+pub use handle::ZkHandle;
+pub use watch::{SessionLoss, Watch, WatchEvent, WatchEventKind};
