@@ -7,6 +7,8 @@
 
 mod admin;
 mod control;
+#[cfg(test)]
+mod decode_tests;
 mod fetch;
 mod list_offsets;
 mod metadata;

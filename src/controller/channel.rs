@@ -307,7 +307,7 @@ impl RequestBatch {
                     let mut l = LeaderAndIsrLiveLeader::default();
                     l.broker_id = BrokerId(id);
                     l.host_name = StrBytes::from_string(ep.host.clone());
-                    l.port = ep.port as i32;
+                    l.port = ep.port;
                     Some(l)
                 })
                 .collect();
@@ -421,7 +421,7 @@ fn live_broker_list(ctx: &ControllerContext) -> Vec<UpdateMetadataBroker> {
                 .iter()
                 .map(|e| {
                     let mut ep = UpdateMetadataEndpoint::default();
-                    ep.port = e.port as i32;
+                    ep.port = e.port;
                     ep.host = StrBytes::from_string(e.host.clone());
                     ep.listener = StrBytes::from_string(e.listener_name.clone());
                     // PLAINTEXT is security protocol 0 (the only one gregor serves).

@@ -279,6 +279,18 @@ impl Controller {
                 self.ctx.replica_states.insert((tp.clone(), r), state);
             }
         }
+        // Replicas on dead brokers go Offline for real: out of the ISR (never emptying it) and
+        // leader -1 where they led, so ZooKeeper shows the partitions as offline.
+        let dead: BTreeSet<i32> = self
+            .ctx
+            .all_partitions()
+            .iter()
+            .flat_map(|tp| self.ctx.replicas(tp).to_vec())
+            .filter(|r| !self.ctx.is_live(*r))
+            .collect();
+        for b in dead {
+            self.replicas_offline(b, &mut batch).await?;
+        }
         // Partition state machine start-up, then elect for New/Offline partitions.
         for tp in self.ctx.all_partitions() {
             let state = match self.ctx.leadership.get(&tp) {

@@ -319,6 +319,10 @@ impl Controller {
                 } else {
                     current.state.leader
                 };
+                if leader == current.state.leader && isr == current.state.isr {
+                    // Already recorded as offline (an ISR of one is never emptied).
+                    break;
+                }
                 let new_state = LeaderIsrAndControllerEpoch {
                     leader,
                     leader_epoch: current.state.leader_epoch + 1,

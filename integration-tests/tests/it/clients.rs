@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -21,14 +20,18 @@ pub async fn create_topic(
     partitions: i32,
     rf: i32,
 ) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    let admin: AdminClient<Printing> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .create()
+        .create_with_context(Printing)
         .context("admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let res = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(rf))],
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(rf),
+            )],
             &opts,
         )
         .await
@@ -38,7 +41,12 @@ pub async fn create_topic(
             bail!("creating topic {t}: {e}");
         }
     }
-    wait_for_leaders(bootstrap, topic, partitions as usize, Duration::from_secs(30))?;
+    wait_for_leaders(
+        bootstrap,
+        topic,
+        partitions as usize,
+        Duration::from_secs(30),
+    )?;
     Ok(())
 }
 
@@ -54,7 +62,8 @@ pub fn wait_for_leaders(
     loop {
         if let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
             if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                if t.partitions().len() == partitions && t.partitions().iter().all(|p| p.leader() >= 0)
+                if t.partitions().len() == partitions
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
                 {
                     return Ok(());
                 }
@@ -96,8 +105,18 @@ pub async fn produce_keyed(
     topic: &str,
     n: usize,
 ) -> anyhow::Result<Vec<(i32, i64, usize)>> {
+    produce_range(producer, topic, 0..n).await
+}
+
+/// Produces messages `key-i` / `value-i` for every i in `range`.
+pub async fn produce_range(
+    producer: &FutureProducer,
+    topic: &str,
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<Vec<(i32, i64, usize)>> {
+    let n = range.len();
     let mut futures = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in range {
         let key = format!("key-{i}");
         let value = format!("value-{i}");
         let f = producer
@@ -116,6 +135,9 @@ pub async fn produce_keyed(
     Ok(acked)
 }
 
+/// Messages read back: partition → [(offset, key, value)] in log order.
+pub type Consumed = BTreeMap<i32, Vec<(i64, String, String)>>;
+
 /// Reads every partition of `topic` from the beginning up to the high watermark, returning
 /// partition → [(offset, key, value)] in log order.
 pub fn consume_all(
@@ -123,7 +145,7 @@ pub fn consume_all(
     topic: &str,
     partitions: i32,
     timeout: Duration,
-) -> anyhow::Result<BTreeMap<i32, Vec<(i64, String, String)>>> {
+) -> anyhow::Result<Consumed> {
     let consumer = consumer(bootstrap)?;
     let mut end = BTreeMap::new();
     for p in 0..partitions {
@@ -137,11 +159,15 @@ pub fn consume_all(
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    let mut out: BTreeMap<i32, Vec<(i64, String, String)>> = BTreeMap::new();
+    let mut out = Consumed::new();
     let deadline = Instant::now() + timeout;
-    let done = |out: &BTreeMap<i32, Vec<(i64, String, String)>>| {
+    let done = |out: &Consumed| {
         end.iter().all(|(p, high)| {
-            *high == 0 || out.get(p).and_then(|v| v.last()).is_some_and(|l| l.0 + 1 >= *high)
+            *high == 0
+                || out
+                    .get(p)
+                    .and_then(|v| v.last())
+                    .is_some_and(|l| l.0 + 1 >= *high)
         })
     };
     while !done(&out) {
@@ -162,4 +188,69 @@ pub fn consume_all(
         }
     }
     Ok(out)
+}
+
+/// Prints librdkafka's own log lines (warnings and worse) to the test's stderr, so a failing
+/// test shows what the client saw.
+pub struct Printing;
+
+impl rdkafka::ClientContext for Printing {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        if (level as i32) <= (rdkafka::config::RDKafkaLogLevel::Warning as i32) {
+            eprintln!("librdkafka {fac}: {log_message}");
+        }
+    }
+}
+
+/// Starts a cluster and waits until every broker's metadata names all brokers and the
+/// controller: a client that asks earlier may be told "no controller" and (librdkafka's admin
+/// client) wait for a refresh that comes minutes later.
+pub async fn start_cluster(
+    opts: integration_tests::ClusterOptions,
+) -> anyhow::Result<integration_tests::Cluster> {
+    let cluster = integration_tests::Cluster::start(opts).await?;
+    wait_metadata_ready(&cluster).await?;
+    Ok(cluster)
+}
+
+/// Waits until every running broker's Metadata lists every running broker and a controller.
+pub async fn wait_metadata_ready(cluster: &integration_tests::Cluster) -> anyhow::Result<()> {
+    let running: Vec<i32> = cluster
+        .broker_ids()
+        .into_iter()
+        .filter(|id| cluster.is_running(*id))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in &running {
+        let addr = cluster.broker_addr(*id).to_string();
+        loop {
+            let ok = match gregor::protocol::client::BrokerConnection::connect(
+                &addr,
+                "it-ready",
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(mut c) => match c
+                    .send(&kafka_protocol::messages::MetadataRequest::default(), 1)
+                    .await
+                {
+                    Ok(md) => md.controller_id.0 >= 0 && md.brokers.len() == running.len(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "broker {id} never reported all {} brokers and a controller",
+                    running.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,12 @@
+//! gregor's cluster tests, one binary: each module starts its own cluster (ZooKeeper in a
+//! testcontainers container from the locally built `gregor/zookeeper` image, brokers as child
+//! processes) and drives it with real clients.
+
+mod basic;
+mod clients;
+mod external_clients;
+mod failover;
+mod fencing;
+mod malformed;
+mod raw;
+mod recovery;
