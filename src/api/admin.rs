@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicResult, CreateTopicsResponse,
 };
@@ -22,7 +21,7 @@ use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, Describ
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use super::{ApiContext, ApiError, Req};
+use super::{ApiContext, ApiError, Req, Response};
 use crate::controller::admin::{self, AdminError, TopicSpec};
 use crate::protocol::errors;
 
@@ -54,7 +53,7 @@ async fn wait_for_metadata(
 pub(super) async fn create_topics(
     ctx: &ApiContext,
     req: &Req,
-) -> Result<Option<BytesMut>, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let request: CreateTopicsRequest = req.decode()?;
     let is_controller = ctx.controller.is_active();
     let live: Vec<i32> = ctx.metadata.snapshot().brokers.keys().copied().collect();
@@ -184,7 +183,7 @@ fn spec_from_request(
 pub(super) async fn delete_topics(
     ctx: &ApiContext,
     req: &Req,
-) -> Result<Option<BytesMut>, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let request: DeleteTopicsRequest = req.decode()?;
     let is_controller = ctx.controller.is_active();
     let snap = ctx.metadata.snapshot();
@@ -315,7 +314,7 @@ fn entry(
 pub(super) async fn describe_configs(
     ctx: &ApiContext,
     req: &Req,
-) -> Result<Option<BytesMut>, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let request: DescribeConfigsRequest = req.decode()?;
     let mut resp = DescribeConfigsResponse::default();
     for res in &request.resources {

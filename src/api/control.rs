@@ -5,7 +5,6 @@
 //! this broker) and the controller epoch (STALE_CONTROLLER_EPOCH when a newer controller has
 //! already spoken), which is what fences a zombie controller.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::leader_and_isr_request::LeaderAndIsrPartitionState;
 use kafka_protocol::messages::leader_and_isr_response::{
     LeaderAndIsrPartitionError, LeaderAndIsrResponse,
@@ -20,7 +19,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{error_code, ApiContext, ApiError, Req};
+use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
 use crate::protocol::errors;
@@ -34,7 +33,7 @@ fn broker_epoch_is_stale(ctx: &ApiContext, request_epoch: i64) -> bool {
 pub(super) async fn leader_and_isr(
     ctx: &ApiContext,
     req: &Req,
-) -> Result<Option<BytesMut>, ApiError> {
+) -> Result<Option<Response>, ApiError> {
     let request: LeaderAndIsrRequest = req.decode()?;
     let mut resp = LeaderAndIsrResponse::default();
     let states: Vec<LeaderAndIsrPartitionState> = if req.version >= 2 {
@@ -125,7 +124,7 @@ fn partition_error(topic: &TopicName, partition: i32, code: i16) -> LeaderAndIsr
     e
 }
 
-pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: UpdateMetadataRequest = req.decode()?;
     let mut resp = UpdateMetadataResponse::default();
     if req.version >= 5 && broker_epoch_is_stale(ctx, request.broker_epoch) {
@@ -213,7 +212,7 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Byte
     req.respond(&resp)
 }
 
-pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: StopReplicaRequest = req.decode()?;
     let partitions: Vec<(TopicPartition, bool)> = match req.version {
         0 => request

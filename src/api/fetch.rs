@@ -1,34 +1,28 @@
 //! Fetch (1), v4–11: raw batches from the log, long poll, no fetch sessions (`session_id` 0, so
-//! clients keep sending full fetch requests).
+//! clients keep sending full fetch requests). Records go from the log's read buffer to the
+//! socket without another copy (see `fetch_encode`).
 
-use bytes::BytesMut;
-use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
-};
-use kafka_protocol::messages::{BrokerId, FetchRequest};
+use bytes::Bytes;
+use kafka_protocol::messages::FetchRequest;
 
-use super::{error_code, ApiContext, ApiError, Req};
+use super::fetch_encode::{self, PartitionOut, TopicOut};
+use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
 use crate::replication::{FetchParams, FetchPartitionRequest};
 
-pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: FetchRequest = req.decode()?;
     let params = FetchParams {
         replica_id: request.replica_id.0,
         max_wait_ms: request.max_wait_ms,
         min_bytes: request.min_bytes,
-        // v3+ carries a response limit; before that it was unlimited.
-        max_bytes: if req.version >= 3 {
-            request.max_bytes
-        } else {
-            i32::MAX
-        },
+        max_bytes: request.max_bytes,
     };
     let mut order = Vec::with_capacity(request.topics.len());
     let mut partitions = Vec::new();
     for t in &request.topics {
         let name = t.topic.0.as_str().to_string();
-        order.push((t.topic.clone(), t.partitions.len()));
+        order.push((t.topic.0.clone().into_bytes(), t.partitions.len()));
         for p in &t.partitions {
             partitions.push(FetchPartitionRequest {
                 tp: TopicPartition {
@@ -45,49 +39,39 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMu
             });
         }
     }
-    let results = ctx.replicas.fetch(params, partitions).await;
-
-    let mut results = results.into_iter();
-    let mut resp = FetchResponse::default();
-    resp.session_id = 0;
-    resp.responses = order
+    let mut results = ctx.replicas.fetch(params, partitions).await.into_iter();
+    let topics: Vec<TopicOut> = order
         .into_iter()
-        .map(|(topic, n)| {
-            let mut t = FetchableTopicResponse::default();
-            t.topic = topic;
-            t.partitions = results
+        .map(|(name, n)| TopicOut {
+            name,
+            partitions: results
                 .by_ref()
                 .take(n)
-                .map(|r| {
-                    let mut pd = PartitionData::default();
-                    pd.partition_index = r.tp.partition;
-                    match r.result {
-                        Ok(read) => {
-                            pd.high_watermark = read.high_watermark;
-                            // No transactions: the last stable offset is the high watermark.
-                            pd.last_stable_offset = read.high_watermark;
-                            pd.log_start_offset = read.info.log_start_offset;
-                            pd.records = Some(read.info.records);
-                        }
-                        Err(f) => {
-                            pd.error_code = error_code(&f.error);
-                            pd.high_watermark = f.high_watermark;
-                            pd.last_stable_offset = f.high_watermark;
-                            pd.log_start_offset = f.log_start_offset;
-                            pd.records = Some(bytes::Bytes::new());
-                        }
-                    }
-                    if req.version < 5 {
-                        pd.log_start_offset = -1;
-                    }
-                    if req.version >= 11 {
-                        pd.preferred_read_replica = BrokerId(-1);
-                    }
-                    pd
+                .map(|r| match r.result {
+                    Ok(read) => PartitionOut {
+                        index: r.tp.partition,
+                        error_code: 0,
+                        high_watermark: read.high_watermark,
+                        // No transactions: the last stable offset is the high watermark.
+                        last_stable_offset: read.high_watermark,
+                        log_start_offset: read.info.log_start_offset,
+                        records: read.info.records,
+                    },
+                    Err(f) => PartitionOut {
+                        index: r.tp.partition,
+                        error_code: error_code(&f.error),
+                        high_watermark: f.high_watermark,
+                        last_stable_offset: f.high_watermark,
+                        log_start_offset: f.log_start_offset,
+                        records: Bytes::new(),
+                    },
                 })
-                .collect();
-            t
+                .collect(),
         })
         .collect();
-    req.respond(&resp)
+    Ok(Some(fetch_encode::encode(
+        req.correlation_id,
+        req.version,
+        &topics,
+    )))
 }

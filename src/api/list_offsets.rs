@@ -1,13 +1,12 @@
 //! ListOffsets (2), v0–5: earliest (-2), latest (-1, the high watermark for consumers), or the
 //! first offset whose timestamp is at or after a given time, through the time index.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::ListOffsetsRequest;
 
-use super::{error_code, ApiContext, ApiError, Req};
+use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
 use crate::protocol::errors;
 use crate::replication::ReplicaError;
@@ -67,7 +66,7 @@ fn lookup(
     }
 }
 
-pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: ListOffsetsRequest = req.decode()?;
     let from_follower = request.replica_id.0 >= 0;
     let mut resp = ListOffsetsResponse::default();

@@ -1,14 +1,13 @@
 //! Metadata (3), v0–8: live brokers, topics with leaders/replicas/ISR, the controller id, and topic
 //! auto-creation (reference §9 "Metadata semantics").
 
-use bytes::BytesMut;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{ApiContext, ApiError, Req};
+use super::{ApiContext, ApiError, Req, Response};
 use crate::controller::admin::{self, AdminError};
 use crate::metadata::Snapshot;
 use crate::protocol::errors;
@@ -16,7 +15,7 @@ use crate::protocol::errors;
 /// The internal topic clients must not produce to directly.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: MetadataRequest = req.decode()?;
     let snap = ctx.metadata.snapshot();
     // v0: an empty list means all topics; v1+: null means all, empty means none.

@@ -10,6 +10,7 @@ mod control;
 #[cfg(test)]
 mod decode_tests;
 mod fetch;
+mod fetch_encode;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -18,7 +19,7 @@ mod versions;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Encodable;
 
@@ -53,6 +54,10 @@ impl ApiContext {
         self.broker_epoch.load(Ordering::SeqCst)
     }
 }
+
+/// A response frame (size prefix included) in pieces, written with vectored I/O so record data
+/// can be sent from the buffer it was read into.
+pub type Response = Vec<Bytes>;
 
 /// Why a connection is closed instead of answered.
 #[derive(Debug, thiserror::Error)]
@@ -117,10 +122,10 @@ impl Req {
     }
 
     /// Encodes `body` as this request's response frame.
-    pub fn respond<M: Encodable>(&self, body: &M) -> Result<Option<BytesMut>, ApiError> {
+    pub fn respond<M: Encodable>(&self, body: &M) -> Result<Option<Response>, ApiError> {
         let header_version = self.key.response_header_version(self.version);
         frame::encode_response(self.correlation_id, header_version, body, self.version)
-            .map(Some)
+            .map(|b| Some(vec![b.freeze()]))
             .map_err(|e| ApiError::Encode {
                 key: self.key,
                 version: self.version,
@@ -133,7 +138,7 @@ impl Req {
 ///
 /// # Errors
 /// See the module docs: every `Err` closes the connection.
-pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<BytesMut>, ApiError> {
+pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Response>, ApiError> {
     let (key, version, correlation_id) = frame::peek_fixed(&frame_bytes)?;
     // An ApiVersions request of a version we do not know is answered at v0 with
     // UNSUPPORTED_VERSION and our ranges (KIP-511), before its header is parsed: newer header

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
@@ -13,12 +12,12 @@ use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::metadata::OFFSETS_TOPIC;
-use super::{error_code, ApiContext, ApiError, Req};
+use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
 use crate::protocol::errors;
 use crate::replication::ReplicaError;
 
-pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: ProduceRequest = req.decode()?;
     let acks = request.acks;
     let mut order: Vec<(String, Vec<i32>)> = Vec::new();

@@ -4,11 +4,10 @@
 //! The v3 response must leave its tagged fields out when they hold defaults: librdkafka 2.0.x
 //! misreads them, which would fail every connection (the encoder omits defaults; a test pins it).
 
-use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::ApiVersionsRequest;
 
-use super::{ApiError, Req};
+use super::{ApiError, Req, Response};
 use crate::protocol::errors;
 use crate::protocol::frame::encode_response;
 use crate::protocol::versions::SUPPORTED;
@@ -29,16 +28,16 @@ fn body(error_code: i16) -> ApiVersionsResponse {
     r
 }
 
-pub(super) fn handle(req: &Req) -> Result<Option<BytesMut>, ApiError> {
+pub(super) fn handle(req: &Req) -> Result<Option<Response>, ApiError> {
     // Decoding checks the body is well formed; the client software name is only informative.
     let _: ApiVersionsRequest = req.decode()?;
     req.respond(&body(errors::NONE))
 }
 
 /// UNSUPPORTED_VERSION encoded as v0 (header v0), still listing our ranges so the client can retry.
-pub(super) fn unsupported_version(correlation_id: i32) -> Result<Option<BytesMut>, ApiError> {
+pub(super) fn unsupported_version(correlation_id: i32) -> Result<Option<Response>, ApiError> {
     encode_response(correlation_id, 0, &body(errors::UNSUPPORTED_VERSION), 0)
-        .map(Some)
+        .map(|b| Some(vec![b.freeze()]))
         .map_err(|e| ApiError::Encode {
             key: kafka_protocol::messages::ApiKey::ApiVersions,
             version: 0,
@@ -54,7 +53,7 @@ mod tests {
     #[test]
     fn v3_response_has_no_tagged_fields() {
         let r = body(errors::NONE);
-        let mut b = BytesMut::new();
+        let mut b = bytes::BytesMut::new();
         r.encode(&mut b, 3).unwrap();
         // The body ends with throttle_time_ms (4 bytes) then the tagged-field count, which must be 0.
         assert_eq!(
@@ -70,7 +69,7 @@ mod tests {
 
     #[test]
     fn unsupported_version_is_v0_with_ranges() {
-        let out = unsupported_version(7).unwrap().unwrap();
+        let out = unsupported_version(7).unwrap().unwrap().concat();
         // size(4) corr(4) error(2)
         assert_eq!(&out[4..8], &7i32.to_be_bytes());
         assert_eq!(&out[8..10], &errors::UNSUPPORTED_VERSION.to_be_bytes());

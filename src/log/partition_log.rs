@@ -14,7 +14,7 @@ use super::recovery::{self, LoadParams};
 use super::segment::{BatchMeta, LogSegment};
 use super::types::{now_ms, read, write, AppendInfo, ReadInfo, TopicPartition};
 use crate::protocol::batch::{self, BatchError, BatchHeader};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -189,9 +189,10 @@ impl Log {
     /// from the LEO, stamps `leader_epoch` and, for LogAppendTime topics, the broker time.
     pub fn append_as_leader(
         &self,
-        mut batch: BytesMut,
+        batch: impl Into<Bytes>,
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
+        let batch: Bytes = batch.into();
         self.ensure_open()?;
         let config = self.config();
         let header = BatchHeader::parse(&batch)?;
@@ -204,20 +205,25 @@ impl Log {
         }
         self.check_size(batch.len(), &config)?;
         let now = now_ms();
+        // Only the 61-byte header changes: it is patched in a copy of its own and the records
+        // are written straight from the request's buffer (no copy of record data).
+        let mut head = [0u8; batch::HEADER_LEN];
+        head.copy_from_slice(&batch[..batch::HEADER_LEN]);
+        let rest = &batch[batch::HEADER_LEN..];
         // The CRC covers the timestamp, so stamp before taking the lock; offsets and epoch
         // are outside the CRC and are set under it.
         let (log_append_time, max_timestamp) = match config.message_timestamp_type {
             TimestampType::LogAppendTime => {
-                batch::set_log_append_time(&mut batch, now)?;
+                batch::set_log_append_time_split(&mut head, rest, now)?;
                 (now, now)
             }
             TimestampType::CreateTime => (-1, header.max_timestamp),
         };
-        batch::set_partition_leader_epoch(&mut batch, leader_epoch)?;
+        batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
         let mut segments = write(&self.segments);
         self.ensure_open()?;
         let base_offset = self.log_end_offset();
-        batch::set_base_offset(&mut batch, base_offset)?;
+        batch::set_base_offset(&mut head, base_offset)?;
         let header = BatchHeader {
             base_offset,
             partition_leader_epoch: leader_epoch,
@@ -225,7 +231,13 @@ impl Log {
             ..header
         };
         let len = batch.len();
-        self.append_locked(&mut segments, &config, &batch, &[(header, 0..len)], now)?;
+        self.append_locked(
+            &mut segments,
+            &config,
+            &[&head, rest],
+            &[(header, 0..len)],
+            now,
+        )?;
         drop(segments);
         self.maybe_flush_by_count(&config)?;
         Ok(AppendInfo {
@@ -287,7 +299,7 @@ impl Log {
             });
         }
         let first_offset = first.base_offset;
-        self.append_locked(&mut segments, &config, &batches, &parsed, now_ms())?;
+        self.append_locked(&mut segments, &config, &[&batches], &parsed, now_ms())?;
         drop(segments);
         self.maybe_flush_by_count(&config)?;
         let last = parsed
@@ -313,7 +325,7 @@ impl Log {
         &self,
         segments: &mut BTreeMap<i64, LogSegment>,
         config: &LogConfig,
-        data: &[u8],
+        data: &[&[u8]],
         batches: &[(BatchHeader, Range<usize>)],
         now: i64,
     ) -> Result<(), LogError> {
@@ -355,7 +367,7 @@ impl Log {
         &self,
         segments: &mut BTreeMap<i64, LogSegment>,
         config: &LogConfig,
-        data: &[u8],
+        data: &[&[u8]],
         group: &[(BatchHeader, Range<usize>)],
     ) -> Result<(), LogError> {
         let (Some((_, first)), Some((last_header, last))) = (group.first(), group.last()) else {
@@ -365,8 +377,8 @@ impl Log {
             .iter()
             .map(|(h, r)| BatchMeta::new(r.start - first.start, h))
             .collect();
-        let bytes = data.get(first.start..last.end).unwrap_or(&[]);
-        active_mut(segments)?.append(bytes, &metas, config.index_interval_bytes)?;
+        let parts = sub_parts(data, first.start..last.end);
+        active_mut(segments)?.append(&parts, &metas, config.index_interval_bytes)?;
         self.log_end_offset
             .store(last_header.next_offset(), Ordering::Release);
         Ok(())
@@ -621,4 +633,35 @@ pub(super) fn active_mut(
             topic_partition: String::new(),
             reason: "log has no segments".into(),
         })
+}
+
+/// The slices of `parts` (a logical concatenation) that cover `range`.
+fn sub_parts<'a>(parts: &[&'a [u8]], range: Range<usize>) -> Vec<&'a [u8]> {
+    let mut out = Vec::with_capacity(parts.len());
+    let mut start = 0;
+    for p in parts {
+        let end = start + p.len();
+        let lo = range.start.max(start);
+        let hi = range.end.min(end);
+        if lo < hi {
+            out.push(&p[lo - start..hi - start]);
+        }
+        start = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod sub_parts_tests {
+    use super::sub_parts;
+
+    #[test]
+    fn slices_across_parts() {
+        let a: &[u8] = &[0, 1, 2];
+        let b: &[u8] = &[3, 4, 5, 6];
+        assert_eq!(sub_parts(&[a, b], 0..7).concat(), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(sub_parts(&[a, b], 2..5).concat(), vec![2, 3, 4]);
+        assert_eq!(sub_parts(&[a, b], 3..7), vec![b]);
+        assert!(sub_parts(&[a, b], 1..1).is_empty());
+    }
 }

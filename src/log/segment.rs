@@ -347,12 +347,12 @@ impl LogSegment {
             || !relative_offset_fits(self.base_offset, max_offset_in)
     }
 
-    /// Appends `data` (whole batches described by `batches`) at the end of the file and
+    /// Appends `parts` (together: whole batches described by `batches`) at the end of the file and
     /// adds index entries every `index.interval.bytes`. No fsync: durability comes from
     /// replication and explicit flushes, as in Kafka.
     pub(crate) fn append(
         &mut self,
-        data: &[u8],
+        parts: &[&[u8]],
         batches: &[BatchMeta],
         index_interval_bytes: u32,
     ) -> Result<(), LogError> {
@@ -370,11 +370,16 @@ impl LogSegment {
             });
         }
         let physical = self.size;
-        if let Err(e) = self.file.write_all_at(data, physical) {
-            // Drop any partial write so the file never ends in a torn batch.
-            let _ = self.file.set_len(physical);
-            return Err(LogError::io(&self.log_path, e));
+        let mut at = physical;
+        for part in parts {
+            if let Err(e) = self.file.write_all_at(part, at) {
+                // Drop any partial write so the file never ends in a torn batch.
+                let _ = self.file.set_len(physical);
+                return Err(LogError::io(&self.log_path, e));
+            }
+            at += part.len() as u64;
         }
+        let data_len = at - physical;
         if physical == 0 {
             self.rolling_based_timestamp = batches.iter().map(|b| b.max_timestamp).max();
         }
@@ -394,7 +399,7 @@ impl LogSegment {
             }
             self.bytes_since_last_index_entry += b.size;
         }
-        self.size += data.len() as u64;
+        self.size += data_len;
         Ok(())
     }
 
@@ -515,7 +520,7 @@ mod tests {
         let v = vec![7u8; value_len];
         let b = build_batch(base, ts, &[(None, Some(&v)), (None, Some(&v))]);
         let h = BatchHeader::parse(&b).unwrap();
-        seg.append(&b, &[BatchMeta::new(0, &h)], 100).unwrap();
+        seg.append(&[&b], &[BatchMeta::new(0, &h)], 100).unwrap();
     }
 
     #[test]

@@ -10,7 +10,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -131,8 +133,42 @@ async fn handle_connection(
             .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
-        if let Some(response) = api::handle(ctx, frame.freeze()).await? {
-            stream.write_all(&response).await?;
+        if let Some(mut response) = api::handle(ctx, frame.freeze()).await? {
+            write_chunks(&mut stream, &mut response).await?;
         }
     }
+}
+
+/// Writes every chunk with vectored writes, so large record chunks are never copied into a
+/// contiguous buffer.
+async fn write_chunks(stream: &mut TcpStream, chunks: &mut [Bytes]) -> std::io::Result<()> {
+    /// Kernel iovec limits are 1024; stay well below.
+    const MAX_SLICES: usize = 64;
+    let mut idx = 0;
+    while idx < chunks.len() {
+        if chunks[idx].is_empty() {
+            idx += 1;
+            continue;
+        }
+        let slices: Vec<IoSlice<'_>> = chunks[idx..]
+            .iter()
+            .take(MAX_SLICES)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = stream.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 && idx < chunks.len() {
+            let len = chunks[idx].len();
+            if written >= len {
+                written -= len;
+                idx += 1;
+            } else {
+                chunks[idx].advance(written);
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }

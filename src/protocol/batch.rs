@@ -383,6 +383,22 @@ pub fn set_log_append_time(buf: &mut [u8], ts_ms: i64) -> Result<(), BatchError>
     Ok(())
 }
 
+/// [`set_log_append_time`] for a batch held as its 61-byte header plus the rest elsewhere, so the
+/// leader can stamp a batch without copying its records: the CRC is computed over both parts.
+pub fn set_log_append_time_split(
+    head: &mut [u8],
+    rest: &[u8],
+    ts_ms: i64,
+) -> Result<(), BatchError> {
+    require_header(head)?;
+    let attributes = get_i16(head, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK;
+    put(head, ATTRIBUTES_OFFSET, &attributes.to_be_bytes());
+    put(head, MAX_TIMESTAMP_OFFSET, &ts_ms.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_START..HEADER_LEN]), rest);
+    put(head, CRC_OFFSET, &crc.to_be_bytes());
+    Ok(())
+}
+
 fn put_unsigned_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -290,13 +290,10 @@ impl ReplicaManager {
                 )),
                 (Some(p), Some(bytes)) => match batch::validate_single_batch(&bytes) {
                     Err(e) => Err(ReplicaError::CorruptMessage(e.to_string())),
-                    Ok(_) => {
-                        p.append_as_leader(BytesMut::from(bytes), acks)
-                            .map(|(info, hw_moved)| {
-                                any_hw_moved |= hw_moved;
-                                info
-                            })
-                    }
+                    Ok(_) => p.append_as_leader(bytes, acks).map(|(info, hw_moved)| {
+                        any_hw_moved |= hw_moved;
+                        info
+                    }),
                 },
             };
             if let Err(e) = &result {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::BytesMut;
+use bytes::Bytes;
 
 use super::ReplicaError;
 use crate::log::{AppendInfo, Log, ReadInfo, TopicPartition};
@@ -233,7 +233,7 @@ impl Partition {
     /// Not the leader, ISR below `min.insync.replicas` for acks=all, or a log failure.
     pub fn append_as_leader(
         &self,
-        batch: BytesMut,
+        batch: Bytes,
         acks: i16,
     ) -> Result<(AppendInfo, bool), ReplicaError> {
         // The state lock is held across the log append so that a leader change cannot slip between

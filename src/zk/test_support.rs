@@ -21,8 +21,9 @@ const DEFAULT_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.j
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Starts java in the background, prints its pid, then waits for EOF on stdin and kills it.
-const GUARD_SCRIPT: &str = r#"java -Xmx256m -XX:TieredStopAtLevel=1 -cp "$1" "$2" "$3" </dev/null >"$4" 2>&1 &
+/// Starts java (`$JAVA` if set) in the background, prints its pid, then waits for EOF on stdin
+/// and kills it.
+const GUARD_SCRIPT: &str = r#""${JAVA:-java}" -Xmx256m -XX:TieredStopAtLevel=1 -cp "$1" "$2" "$3" </dev/null >"$4" 2>&1 &
 pid=$!
 echo "$pid"
 while read -r _line; do :; done
@@ -37,15 +38,22 @@ fn free_port() -> u16 {
     }
 }
 
-/// Sends a four-letter command; `None` until the server answers.
+/// Sends a four-letter command; `None` until the server answers (a starting server may accept
+/// the connection long before it replies, hence the timeout).
 async fn four_letter(port: u16, cmd: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        stream.write_all(cmd.as_bytes()).await.ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.ok()?;
+        Some(reply)
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
         .await
-        .ok()?;
-    stream.write_all(cmd.as_bytes()).await.ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).await.ok()?;
-    Some(reply)
+        .ok()
+        .flatten()
 }
 
 /// The `sh` guard and the JVM it supervises.

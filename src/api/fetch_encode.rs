@@ -1,0 +1,191 @@
+//! FetchResponse v4–11 encoded as a list of chunks, so record data read from the log goes to the
+//! socket without another copy: the small header and per-partition fields are written into
+//! chunks of their own, and each partition's records `Bytes` is passed through as-is (written
+//! with vectored I/O). The layout is the one kafka-protocol produces for these non-flexible
+//! versions; a test compares the two byte for byte.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// One partition of the response.
+#[derive(Debug, Clone)]
+pub(super) struct PartitionOut {
+    pub index: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+/// One topic of the response.
+#[derive(Debug, Clone)]
+pub(super) struct TopicOut {
+    pub name: Bytes,
+    pub partitions: Vec<PartitionOut>,
+}
+
+fn partition_fixed_len(version: i16) -> usize {
+    // index, error, high watermark, last stable offset, aborted transactions (null array),
+    // records length; plus log start offset (v5+) and preferred read replica (v11+).
+    4 + 2 + 8 + 8 + 4 + 4 + if version >= 5 { 8 } else { 0 } + if version >= 11 { 4 } else { 0 }
+}
+
+/// The whole size-prefixed response frame (response header v0) as chunks.
+///
+/// `version` must be 4..=11 (what gregor serves); topic names must fit an int16 length, which
+/// holds because they come from a request that decoded.
+pub(super) fn encode(correlation_id: i32, version: i16, topics: &[TopicOut]) -> Vec<Bytes> {
+    let mut size = 4 + 4 + if version >= 7 { 6 } else { 0 } + 4;
+    let mut chunks_needed = 1;
+    for t in topics {
+        size += 2 + t.name.len() + 4;
+        for p in &t.partitions {
+            size += partition_fixed_len(version) + p.records.len();
+            if !p.records.is_empty() {
+                chunks_needed += 2;
+            }
+        }
+    }
+    let mut chunks = Vec::with_capacity(chunks_needed);
+    let mut head = BytesMut::with_capacity(64);
+    head.put_i32(size as i32);
+    head.put_i32(correlation_id);
+    head.put_i32(0); // throttle_time_ms
+    if version >= 7 {
+        head.put_i16(0); // error_code
+        head.put_i32(0); // session_id: no fetch sessions
+    }
+    head.put_i32(topics.len() as i32);
+    for t in topics {
+        head.put_i16(t.name.len() as i16);
+        head.put_slice(&t.name);
+        head.put_i32(t.partitions.len() as i32);
+        for p in &t.partitions {
+            head.put_i32(p.index);
+            head.put_i16(p.error_code);
+            head.put_i64(p.high_watermark);
+            head.put_i64(p.last_stable_offset);
+            if version >= 5 {
+                head.put_i64(p.log_start_offset);
+            }
+            head.put_i32(-1); // aborted_transactions: null (read_uncommitted, no transactions)
+            if version >= 11 {
+                head.put_i32(-1); // preferred_read_replica: none
+            }
+            head.put_i32(p.records.len() as i32);
+            if !p.records.is_empty() {
+                chunks.push(head.split().freeze());
+                chunks.push(p.records.clone());
+            }
+        }
+    }
+    if !head.is_empty() {
+        chunks.push(head.freeze());
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::encode_response;
+    use kafka_protocol::messages::fetch_response::{
+        FetchResponse, FetchableTopicResponse, PartitionData,
+    };
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+
+    fn sample() -> Vec<TopicOut> {
+        vec![
+            TopicOut {
+                name: Bytes::from_static(b"orders"),
+                partitions: vec![
+                    PartitionOut {
+                        index: 0,
+                        error_code: 0,
+                        high_watermark: 42,
+                        last_stable_offset: 42,
+                        log_start_offset: 3,
+                        records: Bytes::from_static(&[1, 2, 3, 4, 5, 6, 7]),
+                    },
+                    PartitionOut {
+                        index: 1,
+                        error_code: 1,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        records: Bytes::new(),
+                    },
+                ],
+            },
+            TopicOut {
+                name: Bytes::from_static(b"t2"),
+                partitions: vec![PartitionOut {
+                    index: 5,
+                    error_code: 0,
+                    high_watermark: 9,
+                    last_stable_offset: 9,
+                    log_start_offset: 0,
+                    records: Bytes::from(vec![9u8; 1000]),
+                }],
+            },
+        ]
+    }
+
+    fn reference(version: i16, topics: &[TopicOut]) -> Vec<u8> {
+        let mut r = FetchResponse::default();
+        r.responses = topics
+            .iter()
+            .map(|t| {
+                let mut ft = FetchableTopicResponse::default();
+                ft.topic = TopicName(StrBytes::from_utf8(t.name.clone()).unwrap());
+                ft.partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut pd = PartitionData::default();
+                        pd.partition_index = p.index;
+                        pd.error_code = p.error_code;
+                        pd.high_watermark = p.high_watermark;
+                        pd.last_stable_offset = p.last_stable_offset;
+                        if version >= 5 {
+                            pd.log_start_offset = p.log_start_offset;
+                        }
+                        // Kafka sends null for read_uncommitted fetches.
+                        pd.aborted_transactions = None;
+                        pd.records = Some(p.records.clone());
+                        pd
+                    })
+                    .collect();
+                ft
+            })
+            .collect();
+        encode_response(77, 0, &r, version).unwrap().to_vec()
+    }
+
+    #[test]
+    fn matches_kafka_protocol_encoding_for_every_served_version() {
+        let topics = sample();
+        for version in 4..=11 {
+            let ours: Vec<u8> = encode(77, version, &topics).concat();
+            assert_eq!(ours, reference(version, &topics), "v{version}");
+        }
+        assert_eq!(encode(1, 11, &[]).concat(), reference_empty(11));
+    }
+
+    fn reference_empty(version: i16) -> Vec<u8> {
+        encode_response(1, 0, &FetchResponse::default(), version)
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn records_are_passed_through_not_copied() {
+        let topics = sample();
+        let chunks = encode(1, 11, &topics);
+        let records = &topics[1].partitions[0].records;
+        assert!(chunks
+            .iter()
+            .any(|c| c.as_ptr() == records.as_ptr() && c.len() == records.len()));
+    }
+}
