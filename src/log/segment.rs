@@ -469,7 +469,19 @@ impl LogSegment {
             .map_err(|e| scan_err(&self.log_path, e))?
         {
             if h.max_timestamp >= ts && h.last_offset() >= starting_offset {
-                return Ok(Some((h.base_offset.max(starting_offset), h.max_timestamp)));
+                // Kafka answers with the exact record: scan this batch's records when it is
+                // uncompressed; a compressed batch is answered at batch granularity.
+                let bytes = Self::read_at(&self.file, &self.log_path, pos, h.total_size())?;
+                let exact = crate::protocol::batch::record_offsets_and_timestamps(&bytes).and_then(
+                    |records| {
+                        records
+                            .into_iter()
+                            .find(|(off, rts)| *rts >= ts && *off >= starting_offset)
+                    },
+                );
+                return Ok(Some(
+                    exact.unwrap_or((h.base_offset.max(starting_offset), h.max_timestamp)),
+                ));
             }
             pos += h.total_size() as u64;
         }

@@ -7,6 +7,7 @@ mod clients;
 mod external_clients;
 mod failover;
 mod fencing;
+mod lifecycle;
 mod malformed;
 mod raw;
 mod recovery;
