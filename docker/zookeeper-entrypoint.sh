@@ -49,7 +49,9 @@ trap 'kill -TERM "$ZK_PID" 2>/dev/null || true' TERM INT
     while kill -0 "$ZK_PID" 2>/dev/null; do
         if exec 3<>/dev/tcp/127.0.0.1/2181 2>/dev/null; then
             printf 'srvr' >&3
-            mode="$(grep -m1 '^Mode:' <&3 || true)"
+            # Bounded: a server that accepted the connection but never answers must not
+            # stall the readiness probe forever.
+            mode="$(timeout 2 grep -m1 '^Mode:' <&3 || true)"
             exec 3<&- 3>&-
             if [[ -n "$mode" ]]; then
                 echo "gregor-zookeeper: serving on port 2181 ($mode)"

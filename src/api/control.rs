@@ -30,6 +30,38 @@ fn broker_epoch_is_stale(ctx: &ApiContext, request_epoch: i64) -> bool {
     request_epoch != -1 && request_epoch < ctx.broker_epoch()
 }
 
+/// The request-level fencing every control request gets: a stale broker epoch (when the
+/// version carries one), then a stale controller epoch. `None` means accepted.
+fn fencing_error(
+    ctx: &ApiContext,
+    broker_epoch: Option<i64>,
+    controller_id: i32,
+    controller_epoch: i32,
+    what: &str,
+) -> Option<i16> {
+    if broker_epoch.is_some_and(|e| broker_epoch_is_stale(ctx, e)) {
+        return Some(errors::STALE_BROKER_EPOCH);
+    }
+    if let Err(e) = ctx.replicas.check_controller_epoch(controller_epoch) {
+        tracing::warn!(controller = controller_id, error = %e, request = what,
+            "rejecting a request from a stale controller");
+        return Some(errors::STALE_CONTROLLER_EPOCH);
+    }
+    None
+}
+
+/// Flattens per-topic partition states (v2+/v5+ layouts) into states that carry their topic.
+fn flatten<T>(topics: Vec<(TopicName, Vec<T>)>, set_topic: impl Fn(&mut T, TopicName)) -> Vec<T> {
+    let mut out = Vec::new();
+    for (name, parts) in topics {
+        for mut p in parts {
+            set_topic(&mut p, name.clone());
+            out.push(p);
+        }
+    }
+    out
+}
+
 pub(super) async fn leader_and_isr(
     ctx: &ApiContext,
     req: &Req,
@@ -37,33 +69,24 @@ pub(super) async fn leader_and_isr(
     let request: LeaderAndIsrRequest = req.decode()?;
     let mut resp = LeaderAndIsrResponse::default();
     let states: Vec<LeaderAndIsrPartitionState> = if req.version >= 2 {
-        request
-            .topic_states
-            .into_iter()
-            .flat_map(|t| {
-                let name = t.topic_name;
-                t.partition_states.into_iter().map(move |mut p| {
-                    p.topic_name = name.clone();
-                    p
-                })
-            })
-            .collect()
+        flatten(
+            request
+                .topic_states
+                .into_iter()
+                .map(|t| (t.topic_name, t.partition_states))
+                .collect(),
+            |p, name| p.topic_name = name,
+        )
     } else {
         request.ungrouped_partition_states
     };
-    let stale_broker = req.version >= 2 && broker_epoch_is_stale(ctx, request.broker_epoch);
-    let top_error = if stale_broker {
-        Some(errors::STALE_BROKER_EPOCH)
-    } else if let Err(e) = ctx
-        .replicas
-        .check_controller_epoch(request.controller_epoch)
-    {
-        tracing::warn!(controller = request.controller_id.0, error = %e,
-            "rejecting LeaderAndIsr from a stale controller");
-        Some(errors::STALE_CONTROLLER_EPOCH)
-    } else {
-        None
-    };
+    let top_error = fencing_error(
+        ctx,
+        (req.version >= 2).then_some(request.broker_epoch),
+        request.controller_id.0,
+        request.controller_epoch,
+        "LeaderAndIsr",
+    );
     if let Some(code) = top_error {
         resp.error_code = code;
         resp.partition_errors = states
@@ -127,17 +150,14 @@ fn partition_error(topic: &TopicName, partition: i32, code: i16) -> LeaderAndIsr
 pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: UpdateMetadataRequest = req.decode()?;
     let mut resp = UpdateMetadataResponse::default();
-    if req.version >= 5 && broker_epoch_is_stale(ctx, request.broker_epoch) {
-        resp.error_code = errors::STALE_BROKER_EPOCH;
-        return req.respond(&resp);
-    }
-    if let Err(e) = ctx
-        .replicas
-        .check_controller_epoch(request.controller_epoch)
-    {
-        tracing::warn!(controller = request.controller_id.0, error = %e,
-            "rejecting UpdateMetadata from a stale controller");
-        resp.error_code = errors::STALE_CONTROLLER_EPOCH;
+    if let Some(code) = fencing_error(
+        ctx,
+        (req.version >= 5).then_some(request.broker_epoch),
+        request.controller_id.0,
+        request.controller_epoch,
+        "UpdateMetadata",
+    ) {
+        resp.error_code = code;
         return req.respond(&resp);
     }
     let brokers = request
@@ -171,17 +191,14 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
         })
         .collect();
     let states: Vec<UpdateMetadataPartitionState> = if req.version >= 5 {
-        request
-            .topic_states
-            .into_iter()
-            .flat_map(|t| {
-                let name = t.topic_name;
-                t.partition_states.into_iter().map(move |mut p| {
-                    p.topic_name = name.clone();
-                    p
-                })
-            })
-            .collect()
+        flatten(
+            request
+                .topic_states
+                .into_iter()
+                .map(|t| (t.topic_name, t.partition_states))
+                .collect(),
+            |p, name| p.topic_name = name,
+        )
     } else {
         request.ungrouped_partition_states
     };
@@ -260,18 +277,13 @@ pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
             .collect(),
     };
     let mut resp = StopReplicaResponse::default();
-    let top_error = if req.version >= 1 && broker_epoch_is_stale(ctx, request.broker_epoch) {
-        Some(errors::STALE_BROKER_EPOCH)
-    } else if let Err(e) = ctx
-        .replicas
-        .check_controller_epoch(request.controller_epoch)
-    {
-        tracing::warn!(controller = request.controller_id.0, error = %e,
-            "rejecting StopReplica from a stale controller");
-        Some(errors::STALE_CONTROLLER_EPOCH)
-    } else {
-        None
-    };
+    let top_error = fencing_error(
+        ctx,
+        (req.version >= 1).then_some(request.broker_epoch),
+        request.controller_id.0,
+        request.controller_epoch,
+        "StopReplica",
+    );
     let outcomes: Vec<(TopicPartition, i16)> = match top_error {
         Some(code) => {
             resp.error_code = code;

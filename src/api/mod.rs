@@ -113,6 +113,15 @@ pub(crate) struct Req {
 }
 
 impl Req {
+    fn from_frame(f: RequestFrame) -> Self {
+        Req {
+            key: f.api_key,
+            version: f.api_version,
+            correlation_id: f.correlation_id,
+            body: f.body,
+        }
+    }
+
     pub fn decode<M: kafka_protocol::protocol::Decodable>(&self) -> Result<M, ApiError> {
         frame::decode_body(&self.body, self.version).map_err(|e| ApiError::Malformed {
             key: self.key,
@@ -153,14 +162,9 @@ pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Respo
             version: f.api_version,
         });
     }
-    let req = Req {
-        key: f.api_key,
-        version: f.api_version,
-        correlation_id: f.correlation_id,
-        body: f.body,
-    };
-    tracing::trace!(api = ?req.key, version = req.version, correlation_id, client = ?f.client_id,
-        "request");
+    tracing::trace!(api = ?f.api_key, version = f.api_version, correlation_id,
+        client = ?f.client_id, "request");
+    let req = Req::from_frame(f);
     match req.key {
         ApiKey::ApiVersions => versions::handle(&req),
         ApiKey::Metadata => metadata::handle(ctx, &req).await,

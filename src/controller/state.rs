@@ -148,7 +148,6 @@ impl Controller {
         tp: &TopicPartition,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
-        let zk = self.zk.get();
         for _ in 0..STATE_WRITE_ATTEMPTS {
             let Some(current) = self.ctx.leadership.get(tp).cloned() else {
                 // Never initialised: the next trigger creates it as a New partition.
@@ -203,45 +202,68 @@ impl Controller {
                 isr,
                 controller_epoch: self.ctx.epoch,
             };
-            match zk
-                .update_partition_state(
-                    &tp.topic,
-                    tp.partition,
-                    &new_state,
-                    current.zk_version,
-                    self.ctx.epoch_zk_version,
-                )
-                .await
+            if self
+                .write_leadership(tp, &new_state, current.zk_version)
+                .await?
             {
-                Ok(zk_version) => {
-                    self.ctx.leadership.insert(
-                        tp.clone(),
-                        Leadership {
-                            state: new_state.clone(),
-                            zk_version,
-                        },
-                    );
-                    self.ctx
-                        .partition_states
-                        .insert(tp.clone(), PartitionState::Online);
-                    let live_replicas: Vec<i32> = replicas
-                        .iter()
-                        .copied()
-                        .filter(|r| self.ctx.is_live(*r))
-                        .collect();
-                    batch.add_leader_and_isr(&self.ctx, &live_replicas, tp, false);
-                    tracing::info!(topic = %tp.topic, partition = tp.partition, leader,
+                self.ctx
+                    .partition_states
+                    .insert(tp.clone(), PartitionState::Online);
+                let live_replicas: Vec<i32> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| self.ctx.is_live(*r))
+                    .collect();
+                batch.add_leader_and_isr(&self.ctx, &live_replicas, tp, false);
+                tracing::info!(topic = %tp.topic, partition = tp.partition, leader,
                         leader_epoch = new_state.leader_epoch, isr = ?new_state.isr,
                         "elected leader");
-                    return Ok(());
-                }
-                Err(ZkError::BadVersion { .. }) => self.refresh_leadership(tp).await?,
-                Err(e) => return Err(e),
+                return Ok(());
             }
         }
         tracing::warn!(topic = %tp.topic, partition = tp.partition,
             "partition state kept changing; election skipped");
         Ok(())
+    }
+
+    /// Writes `state` to the partition's state znode, conditional on `expected_version` and
+    /// fenced on the controller epoch. On success the context holds the new leadership and
+    /// `true` is returned; on a concurrent change (BADVERSION) the context is refreshed from
+    /// ZooKeeper and `false` is returned so the caller can decide again.
+    async fn write_leadership(
+        &mut self,
+        tp: &TopicPartition,
+        state: &LeaderIsrAndControllerEpoch,
+        expected_version: i32,
+    ) -> Result<bool, ZkError> {
+        match self
+            .zk
+            .get()
+            .update_partition_state(
+                &tp.topic,
+                tp.partition,
+                state,
+                expected_version,
+                self.ctx.epoch_zk_version,
+            )
+            .await
+        {
+            Ok(zk_version) => {
+                self.ctx.leadership.insert(
+                    tp.clone(),
+                    Leadership {
+                        state: state.clone(),
+                        zk_version,
+                    },
+                );
+                Ok(true)
+            }
+            Err(ZkError::BadVersion { .. }) => {
+                self.refresh_leadership(tp).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn refresh_leadership(&mut self, tp: &TopicPartition) -> Result<(), ZkError> {
@@ -281,7 +303,6 @@ impl Controller {
         broker: i32,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
-        let zk = self.zk.get();
         for tp in self.ctx.partitions_on_broker(broker) {
             let deleting = self.ctx.is_deleting(&tp.topic);
             self.ctx.replica_states.insert(
@@ -329,37 +350,20 @@ impl Controller {
                     isr,
                     controller_epoch: self.ctx.epoch,
                 };
-                match zk
-                    .update_partition_state(
-                        &tp.topic,
-                        tp.partition,
-                        &new_state,
-                        current.zk_version,
-                        self.ctx.epoch_zk_version,
-                    )
-                    .await
+                if self
+                    .write_leadership(&tp, &new_state, current.zk_version)
+                    .await?
                 {
-                    Ok(zk_version) => {
-                        self.ctx.leadership.insert(
-                            tp.clone(),
-                            Leadership {
-                                state: new_state,
-                                zk_version,
-                            },
-                        );
-                        let others: Vec<i32> = self
-                            .ctx
-                            .replicas(&tp)
-                            .iter()
-                            .copied()
-                            .filter(|r| *r != broker)
-                            .collect();
-                        batch.add_leader_and_isr(&self.ctx, &others, &tp, false);
-                        batch.add_update_metadata(&self.ctx.live_ids(), std::slice::from_ref(&tp));
-                        break;
-                    }
-                    Err(ZkError::BadVersion { .. }) => self.refresh_leadership(&tp).await?,
-                    Err(e) => return Err(e),
+                    let others: Vec<i32> = self
+                        .ctx
+                        .replicas(&tp)
+                        .iter()
+                        .copied()
+                        .filter(|r| *r != broker)
+                        .collect();
+                    batch.add_leader_and_isr(&self.ctx, &others, &tp, false);
+                    batch.add_update_metadata(&self.ctx.live_ids(), std::slice::from_ref(&tp));
+                    break;
                 }
             }
         }

@@ -166,7 +166,7 @@ impl OffsetIndex {
     /// tail left by a crash: the last entry must point inside the segment and offsets must
     /// strictly increase at the end.
     pub(crate) fn sanity_check(&self, log_size: u64) -> Result<(), String> {
-        if self.file.len() % OFFSET_ENTRY_SIZE != 0 {
+        if !self.file.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
             return Err(format!(
                 "size {} is not a multiple of {OFFSET_ENTRY_SIZE}",
                 self.file.len()

@@ -1,11 +1,10 @@
 //! Data-directory identity and ownership: `meta.properties` (which broker and cluster the
 //! data belongs to) and the `.lock` file.
 //!
-//! Locking: `.lock` is created and held open, and the directory is registered in a
-//! process-wide set so a second `LogManager` in the same process (tests, embedded brokers)
-//! is refused. No OS-level `flock` is taken: std's `File::try_lock` needs Rust 1.89, above
-//! the crate's MSRV, and `libc` is not a dependency. Two broker *processes* sharing a
-//! directory are therefore not detected.
+//! Locking: `.lock` is created, held open and `flock`ed exclusively (as Kafka's `FileLock`), so a
+//! second broker process pointed at the same directory is refused; the directory is also
+//! registered in a process-wide set, which refuses a second `LogManager` in the same process
+//! (tests, embedded brokers) with the same clear error.
 
 use super::checkpoint::write_atomic;
 use super::error::{IoContext, LogError};
@@ -39,6 +38,15 @@ impl DirLock {
             .write(true)
             .open(&path)
             .at(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(LogError::DirLocked {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(LogError::io(&path, e)),
+        }
         if !lock(locked_dirs()).insert(canonical.clone()) {
             return Err(LogError::DirLocked {
                 path: dir.to_path_buf(),

@@ -134,7 +134,7 @@ fn index_entries_point_at_batch_starts() {
     let index = std::fs::read(log.dir().join("00000000000000000000.index")).unwrap();
     let data = std::fs::read(log.dir().join("00000000000000000000.log")).unwrap();
     assert!(
-        index.len() >= 8 * 10 && index.len() % 8 == 0,
+        index.len() >= 8 * 10 && index.len().is_multiple_of(8),
         "index len {}",
         index.len()
     );

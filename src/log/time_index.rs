@@ -161,7 +161,7 @@ impl TimeIndex {
     /// and, as every append is strictly newer, its timestamp must exceed the one before it
     /// (which rejects a zero-filled preallocated tail).
     pub(crate) fn sanity_check(&self, next_offset: i64) -> Result<(), String> {
-        if self.file.len() % TIME_ENTRY_SIZE != 0 {
+        if !self.file.len().is_multiple_of(TIME_ENTRY_SIZE) {
             return Err(format!(
                 "size {} is not a multiple of {TIME_ENTRY_SIZE}",
                 self.file.len()
