@@ -1,0 +1,177 @@
+//! `gregor-bench`: produce/consume throughput and produce latency against a running cluster,
+//! with the rdkafka client; prints one JSON object. A benchmark, not a test: it asserts nothing
+//! about speed. `scripts/bench.sh` starts a local cluster and runs it.
+//!
+//! Usage: `gregor-bench --bootstrap HOST:PORT[,..] [--topic T] [--messages N] [--size BYTES]
+//! [--acks all|1|0] [--partitions P]`
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+struct Args {
+    bootstrap: String,
+    topic: String,
+    messages: usize,
+    size: usize,
+    acks: String,
+    partitions: i32,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut kv: HashMap<String, String> = HashMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let Some(name) = k.strip_prefix("--") else {
+            bail!("unexpected argument {k:?}");
+        };
+        let v = it
+            .next()
+            .with_context(|| format!("--{name} needs a value"))?;
+        kv.insert(name.to_string(), v);
+    }
+    let num = |k: &str, d: usize| -> anyhow::Result<usize> {
+        kv.get(k)
+            .map(|v| v.parse().with_context(|| format!("--{k} {v:?}")))
+            .unwrap_or(Ok(d))
+    };
+    Ok(Args {
+        bootstrap: kv
+            .get("bootstrap")
+            .cloned()
+            .context("--bootstrap is required")?,
+        topic: kv
+            .get("topic")
+            .cloned()
+            .unwrap_or_else(|| format!("bench-{}", std::process::id())),
+        messages: num("messages", 1_000_000)?,
+        size: num("size", 100)?,
+        acks: kv.get("acks").cloned().unwrap_or_else(|| "1".into()),
+        partitions: i32::try_from(num("partitions", 6)?)?,
+    })
+}
+
+fn percentile(sorted: &[u128], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(
+                &a.topic,
+                a.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &opts,
+        )
+        .await?
+    {
+        if let Err((t, e)) = r {
+            bail!("create topic {t}: {e}");
+        }
+    }
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .set("acks", &a.acks)
+        .set("enable.idempotence", "false")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let payload = vec![b'x'; a.size];
+    let started = Instant::now();
+    let mut inflight = Vec::with_capacity(a.messages);
+    for i in 0..a.messages {
+        let key = (i as u64).to_be_bytes();
+        let sent_at = Instant::now();
+        loop {
+            match producer.send_result(FutureRecord::to(&a.topic).key(&key).payload(&payload)) {
+                Ok(f) => {
+                    inflight.push((sent_at, f));
+                    break;
+                }
+                Err((e, _)) => {
+                    // Local queue full: let deliveries drain.
+                    tracing::debug!(error = %e, "queue full");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    let mut latencies = Vec::with_capacity(a.messages);
+    for (sent_at, f) in inflight {
+        match f.await {
+            Ok(Ok(_)) => latencies.push(sent_at.elapsed().as_micros()),
+            Ok(Err((e, _))) => bail!("delivery failed: {e}"),
+            Err(_) => bail!("delivery cancelled"),
+        }
+    }
+    let produce_secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &a.bootstrap)
+        .set("group.id", "gregor-bench")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..a.partitions {
+        tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let started = Instant::now();
+    let mut consumed = 0usize;
+    let deadline = started + Duration::from_secs(600);
+    while consumed < a.messages && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            m?;
+            consumed += 1;
+        }
+    }
+    let consume_secs = started.elapsed().as_secs_f64();
+    let mb = (a.messages * a.size) as f64 / 1e6;
+    println!(
+        "{{\"messages\":{},\"size\":{},\"acks\":\"{}\",\"partitions\":{},\
+\"produce\":{{\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\
+\"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}}}},\
+\"consume\":{{\"messages\":{},\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1}}}}}",
+        a.messages,
+        a.size,
+        a.acks,
+        a.partitions,
+        produce_secs,
+        a.messages as f64 / produce_secs,
+        mb / produce_secs,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0),
+        consumed,
+        consume_secs,
+        consumed as f64 / consume_secs,
+        (consumed * a.size) as f64 / 1e6 / consume_secs,
+    );
+    if consumed < a.messages {
+        bail!("consumed only {consumed} of {} messages", a.messages);
+    }
+    Ok(())
+}
