@@ -47,6 +47,20 @@ pub fn check_acked_present(
     Ok(())
 }
 
+/// [`check_acked_present`], and nothing was consumed that was not acknowledged.
+pub fn check_exactly_acked(
+    acked: &[(i32, i64, usize)],
+    consumed: &clients::Consumed,
+) -> anyhow::Result<()> {
+    let total: usize = consumed.values().map(Vec::len).sum();
+    ensure!(
+        total == acked.len(),
+        "consumed {total}, acked {}",
+        acked.len()
+    );
+    check_acked_present(acked, consumed)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_brokers_serve_rdkafka_and_write_kafkas_znodes() -> anyhow::Result<()> {
     let cluster = clients::start_cluster(ClusterOptions::new(3)).await?;
@@ -56,13 +70,7 @@ async fn three_brokers_serve_rdkafka_and_write_kafkas_znodes() -> anyhow::Result
     let producer = clients::producer(&bootstrap, "all")?;
     let acked = clients::produce_keyed(&producer, "orders", 20_000).await?;
     let consumed = clients::consume_all(&bootstrap, "orders", 6, Duration::from_secs(60))?;
-    let total: usize = consumed.values().map(Vec::len).sum();
-    ensure!(
-        total == acked.len(),
-        "consumed {total}, acked {}",
-        acked.len()
-    );
-    check_acked_present(&acked, &consumed)?;
+    check_exactly_acked(&acked, &consumed)?;
     let used: BTreeSet<i32> = acked.iter().map(|a| a.0).collect();
     ensure!(used.len() == 6, "keyed messages used partitions {used:?}");
 
