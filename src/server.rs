@@ -22,7 +22,7 @@ use crate::controller::{self, ControllerHandle, Event};
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
 use crate::network::{self, ConnectionLimits};
-use crate::replication::ReplicaManager;
+use crate::replication::{FetcherConfig, ReplicaManager, ReplicationConfig};
 use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
 
 /// Why the broker could not start (or stopped with an error).
@@ -58,6 +58,29 @@ fn broker_info(config: &KafkaConfig) -> BrokerInfo {
             })
             .collect(),
         rack: config.rack.clone(),
+    }
+}
+
+fn replication_config(config: &KafkaConfig) -> ReplicationConfig {
+    // Followers connect to the listener the broker itself is reached on by other brokers.
+    let listener = config
+        .advertised_listeners
+        .first()
+        .map(|l| l.name.clone())
+        .unwrap_or_else(|| "PLAINTEXT".into());
+    ReplicationConfig {
+        fetcher: FetcherConfig {
+            broker_id: config.broker_id,
+            listener,
+            fetch_max_bytes: config.replica_fetch_max_bytes,
+            response_max_bytes: config.replica_fetch_response_max_bytes,
+            wait_max_ms: config.replica_fetch_wait_max_ms,
+            min_bytes: config.replica_fetch_min_bytes,
+            backoff: Duration::from_millis(config.replica_fetch_backoff_ms),
+            socket_timeout: Duration::from_millis(config.replica_socket_timeout_ms),
+        },
+        lag_time_max_ms: config.replica_lag_time_max_ms,
+        high_watermark_checkpoint_interval_ms: config.replica_high_watermark_checkpoint_interval_ms,
     }
 }
 
@@ -131,8 +154,13 @@ pub async fn run(
     }
 
     let zk_handle = ZkHandle::new(zk.clone());
-    let replicas =
-        ReplicaManager::new(broker_id, logs.clone(), metadata.clone(), zk_handle.clone());
+    let replicas = ReplicaManager::new(
+        broker_id,
+        replication_config(&config),
+        logs.clone(),
+        metadata.clone(),
+        zk_handle.clone(),
+    );
 
     let broker_epoch = zk.register_broker(&broker_info(&config)).await?;
     tracing::info!(
@@ -185,6 +213,8 @@ pub async fn run(
         })
     };
 
+    let replication_tasks = replicas.start(shutdown_rx.clone());
+
     let session_keeper = tokio::spawn(keep_session(
         config.clone(),
         zk_handle.clone(),
@@ -204,6 +234,10 @@ pub async fn run(
     }
     let _ = controller_task.await;
     let _ = background.await;
+    replicas.shutdown();
+    for t in replication_tasks {
+        t.abort();
+    }
     session_keeper.abort();
     if let Err(e) = logs.shutdown() {
         tracing::error!(broker = broker_id, error = %e, "log manager shutdown failed");

@@ -115,7 +115,20 @@ pub(super) async fn leader_and_isr(
             )
         })
         .collect();
-    let outcomes = ctx.replicas.become_leader_or_follower(parsed).await;
+    let live_leaders: Vec<(i32, String)> = request
+        .live_leaders
+        .iter()
+        .map(|l| {
+            (
+                l.broker_id.0,
+                format!("{}:{}", l.host_name.as_str(), l.port),
+            )
+        })
+        .collect();
+    let outcomes = ctx
+        .replicas
+        .become_leader_or_follower(parsed, &live_leaders)
+        .await;
     resp.partition_errors = outcomes
         .into_iter()
         .map(|(tp, r)| {

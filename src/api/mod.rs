@@ -13,6 +13,7 @@ mod fetch;
 mod fetch_encode;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 mod versions;
 
@@ -177,6 +178,7 @@ pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Respo
         ApiKey::LeaderAndIsr => control::leader_and_isr(ctx, &req).await,
         ApiKey::UpdateMetadata => control::update_metadata(ctx, &req),
         ApiKey::StopReplica => control::stop_replica(ctx, &req),
+        ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &req),
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

@@ -3,7 +3,9 @@
 //! logs for the replica manager, runs retention / flush / checkpoint tasks, and performs the
 //! clean shutdown that lets the next start skip recovery.
 
-use super::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use super::checkpoint::{
+    self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+};
 use super::config::{BackgroundIntervals, LogConfig};
 use super::deleter;
 use super::error::{IoContext, LogError};
@@ -324,6 +326,35 @@ impl LogManager {
             checkpoint::write_offsets(&dir.join(RECOVERY_POINT_CHECKPOINT), &points)?;
         }
         Ok(())
+    }
+
+    /// Writes `replication-offset-checkpoint` (the high watermarks) in every data directory, for
+    /// the logs whose high watermark `high_watermark` knows.
+    pub fn checkpoint_high_watermarks(
+        &self,
+        high_watermark: &dyn Fn(&TopicPartition) -> Option<i64>,
+    ) -> Result<(), LogError> {
+        let _guard = lock(&self.inner.checkpoint_lock);
+        for dir in &self.inner.dirs {
+            let hws: BTreeMap<_, _> = self
+                .logs_in(dir)
+                .into_iter()
+                .filter_map(|(tp, _)| high_watermark(&tp).map(|hw| (tp, hw)))
+                .collect();
+            checkpoint::write_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT), &hws)?;
+        }
+        Ok(())
+    }
+
+    /// The high watermarks last checkpointed in every data directory (unreadable = empty).
+    pub fn read_high_watermarks(&self) -> BTreeMap<TopicPartition, i64> {
+        let mut all = BTreeMap::new();
+        for dir in &self.inner.dirs {
+            all.extend(read_checkpoint_or_empty(
+                &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+            ));
+        }
+        all
     }
 
     /// Writes `log-start-offset-checkpoint` in every data directory.

@@ -80,6 +80,13 @@ impl BrokerConnection {
         })
     }
 
+    /// Uses `timeout` for every later request (e.g. longer than a fetch's long-poll wait).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The address this connection talks to.
     pub fn addr(&self) -> &str {
         &self.addr

@@ -20,6 +20,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 0, 4),
     (ApiKey::DeleteTopics, 0, 3),
     (ApiKey::DescribeConfigs, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 0, 3),
 ];
 
 /// The supported range for `key`, or `None` if gregor does not implement it.

@@ -6,14 +6,16 @@
 //! wake-up is lost. Every waiter re-checks its own partitions on a bump; per-partition watchers are
 //! a later optimisation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::fetcher::{FetcherConfig, FetcherManager};
+use super::isr::{IsrRequest, PendingIsrChanges};
 use super::partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
 use super::ReplicaError;
 use crate::log::{AppendInfo, LogConfig, LogManager, TopicPartition};
@@ -64,21 +66,43 @@ pub struct ProducePartitionResult {
     pub log_start_offset: i64,
 }
 
-struct Inner {
+/// The `replica.*` settings the replica manager runs with.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    pub fetcher: FetcherConfig,
+    pub lag_time_max_ms: u64,
+    pub high_watermark_checkpoint_interval_ms: u64,
+}
+
+pub(super) struct Inner {
     broker_id: i32,
+    config: ReplicationConfig,
     logs: LogManager,
     metadata: MetadataCache,
-    zk: ZkHandle,
+    pub(super) zk: ZkHandle,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The largest controller epoch seen in a control request; older ones are stale.
     controller_epoch: Mutex<i32>,
     changes: watch::Sender<u64>,
+    fetchers: FetcherManager,
+    pub(super) isr_tx: mpsc::UnboundedSender<IsrRequest>,
+    isr_rx: Mutex<Option<mpsc::UnboundedReceiver<IsrRequest>>>,
+    pending_isr: Mutex<PendingIsrChanges>,
+    /// `replication-offset-checkpoint` as read at start-up, consumed as partitions appear.
+    checkpointed_hws: Mutex<BTreeMap<TopicPartition, i64>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 /// Cheap-clone handle to the replica manager.
 #[derive(Clone)]
 pub struct ReplicaManager {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// A controller request carried an epoch older than one already seen.
@@ -90,19 +114,92 @@ pub struct StaleControllerEpoch {
 }
 
 impl ReplicaManager {
-    pub fn new(broker_id: i32, logs: LogManager, metadata: MetadataCache, zk: ZkHandle) -> Self {
+    pub fn new(
+        broker_id: i32,
+        config: ReplicationConfig,
+        logs: LogManager,
+        metadata: MetadataCache,
+        zk: ZkHandle,
+    ) -> Self {
         let (changes, _) = watch::channel(0u64);
+        let (isr_tx, isr_rx) = mpsc::unbounded_channel();
+        let fetchers = FetcherManager::new(config.fetcher.clone(), metadata.clone());
+        let checkpointed_hws = logs.read_high_watermarks();
         Self {
             inner: Arc::new(Inner {
                 broker_id,
+                config,
                 logs,
                 metadata,
                 zk,
                 partitions: RwLock::new(HashMap::new()),
                 controller_epoch: Mutex::new(-1),
                 changes,
+                fetchers,
+                isr_tx,
+                isr_rx: Mutex::new(Some(isr_rx)),
+                pending_isr: Mutex::new(PendingIsrChanges::default()),
+                checkpointed_hws: Mutex::new(checkpointed_hws),
             }),
         }
+    }
+
+    /// Starts the ISR writer, the ISR expiration/propagation schedules and the high-watermark
+    /// checkpoint; they stop when `shutdown` turns true. Call once.
+    pub fn start(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(rx) = locked(&self.inner.isr_rx).take() {
+            tasks.push(tokio::spawn(self.clone().run_isr_writer(rx)));
+        }
+        tasks.push(tokio::spawn(self.clone().run_isr_schedules(
+            self.inner.config.lag_time_max_ms,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(self.clone().run_hw_checkpoints(shutdown)));
+        tasks
+    }
+
+    async fn run_hw_checkpoints(self, mut shutdown: watch::Receiver<bool>) {
+        let period = Duration::from_millis(
+            self.inner
+                .config
+                .high_watermark_checkpoint_interval_ms
+                .max(1),
+        );
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.checkpoint_high_watermarks()).await;
+                }
+            }
+        }
+    }
+
+    /// Writes `replication-offset-checkpoint` now (periodically and at shutdown).
+    pub fn checkpoint_high_watermarks(&self) {
+        let hw = |tp: &TopicPartition| self.high_watermark(tp);
+        if let Err(e) = self.inner.logs.checkpoint_high_watermarks(&hw) {
+            tracing::warn!(broker = self.inner.broker_id, error = %e,
+                "high watermark checkpoint failed");
+        }
+    }
+
+    /// Stops the fetchers (shutdown, before the logs close).
+    pub fn shutdown(&self) {
+        self.inner.fetchers.shutdown();
+        self.checkpoint_high_watermarks();
+    }
+
+    pub(super) fn pending_isr_changes(&self) -> MutexGuard<'_, PendingIsrChanges> {
+        locked(&self.inner.pending_isr)
     }
 
     pub fn broker_id(&self) -> i32 {
@@ -135,7 +232,7 @@ impl ReplicaManager {
         self.partition(tp).map(|p| p.high_watermark())
     }
 
-    fn notify_change(&self) {
+    pub(super) fn notify_change(&self) {
         self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -180,7 +277,11 @@ impl ReplicaManager {
     pub async fn become_leader_or_follower(
         &self,
         states: Vec<(TopicPartition, LeaderAndIsrState)>,
+        live_leaders: &[(i32, String)],
     ) -> Vec<(TopicPartition, Result<(), Option<ReplicaError>>)> {
+        for (id, addr) in live_leaders {
+            self.inner.fetchers.set_leader_addr(*id, addr.clone());
+        }
         let mut out = Vec::with_capacity(states.len());
         for (tp, s) in states {
             let r = self.apply_partition_state(&tp, &s).await;
@@ -213,16 +314,43 @@ impl ReplicaManager {
                         .get_or_create_log(tp, config)
                         .map_err(|e| Some(ReplicaError::from_log(e)))?,
                 };
-                let p = Arc::new(Partition::new(tp.clone(), self.inner.broker_id, log));
+                let p = Arc::new(Partition::new(
+                    tp.clone(),
+                    self.inner.broker_id,
+                    log,
+                    self.inner.config.lag_time_max_ms as i64,
+                ));
+                if let Some(hw) = locked(&self.inner.checkpointed_hws).remove(tp) {
+                    p.set_initial_high_watermark(hw);
+                }
                 self.partitions_mut().entry(tp.clone()).or_insert(p).clone()
             }
         };
         let changed = if s.leader == self.inner.broker_id {
+            self.inner
+                .fetchers
+                .remove_partitions(std::slice::from_ref(tp));
             partition.make_leader(s).map_err(Some)?
         } else {
-            // Followers fetching from their leader arrive with replication; until then a
-            // follower replica only keeps its log.
-            partition.make_follower(s)
+            let changed = partition.make_follower(s);
+            if changed {
+                if s.leader >= 0 {
+                    // Kafka's makeFollowers: restart fetching from the new leader, truncating
+                    // first from the local high watermark.
+                    self.inner.fetchers.add_partition(
+                        s.leader,
+                        tp.clone(),
+                        partition.clone(),
+                        s.leader_epoch,
+                        partition.high_watermark(),
+                    );
+                } else {
+                    self.inner
+                        .fetchers
+                        .remove_partitions(std::slice::from_ref(tp));
+                }
+            }
+            changed
         };
         if changed {
             Ok(())
@@ -238,6 +366,9 @@ impl ReplicaManager {
     ) -> Vec<(TopicPartition, Result<(), ReplicaError>)> {
         let mut out = Vec::with_capacity(partitions.len());
         for (tp, delete) in partitions {
+            self.inner
+                .fetchers
+                .remove_partitions(std::slice::from_ref(&tp));
             self.partitions_mut().remove(&tp);
             let r = if delete && self.inner.logs.get_log(&tp).is_some() {
                 self.inner
@@ -381,8 +512,11 @@ impl ReplicaManager {
             min_one_batch,
             follower,
         ) {
-            Ok((read, moved)) => {
+            Ok((read, moved, proposal)) => {
                 *hw_moved |= moved;
+                if let Some(proposal) = proposal {
+                    self.submit_isr(p.clone(), proposal);
+                }
                 Ok(read)
             }
             Err(e) => Err(fail(e, Some(&p))),

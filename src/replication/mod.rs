@@ -1,17 +1,24 @@
 //! The ReplicationManager: partitions hosted by this broker, their roles and high watermarks, the
-//! produce and fetch paths, and the controller requests that change roles (LeaderAndIsr,
-//! StopReplica). Mirrors Kafka's `ReplicaManager` and `Partition`.
+//! produce and fetch paths, the controller requests that change roles (LeaderAndIsr,
+//! StopReplica), follower fetchers, and the leader's ISR management. Mirrors Kafka's
+//! `ReplicaManager`, `Partition` and `ReplicaFetcherThread`.
 //!
 //! Errors here are domain values ([`ReplicaError`]); `api` turns them into Kafka error codes.
 
+mod fetcher;
+mod isr;
 mod manager;
 mod partition;
+pub mod rules;
 
+pub use fetcher::FetcherConfig;
 pub use manager::{
     FetchFailure, FetchParams, FetchPartitionRequest, FetchPartitionResult, ProducePartitionResult,
-    ReplicaManager, StaleControllerEpoch,
+    ReplicaManager, ReplicationConfig, StaleControllerEpoch,
 };
-pub use partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
+pub use partition::{
+    FetchIsolation, IsrProposal, IsrWriteOutcome, LeaderAndIsrState, Partition, PartitionRead,
+};
 
 use crate::log::LogError;
 

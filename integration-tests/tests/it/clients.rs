@@ -20,20 +20,36 @@ pub async fn create_topic(
     partitions: i32,
     rf: i32,
 ) -> anyhow::Result<()> {
+    create_topic_with(
+        bootstrap,
+        topic,
+        partitions,
+        TopicReplication::Fixed(rf),
+        &[],
+    )
+    .await
+}
+
+/// Creates a topic with a replication factor or explicit assignment and topic configs, and
+/// waits until every partition has a leader.
+pub async fn create_topic_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    replication: TopicReplication<'_>,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let admin: AdminClient<Printing> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create_with_context(Printing)
         .context("admin client")?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut new_topic = NewTopic::new(topic, partitions, replication);
+    for (k, v) in configs {
+        new_topic = new_topic.set(k, v);
+    }
     let res = admin
-        .create_topics(
-            &[NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(rf),
-            )],
-            &opts,
-        )
+        .create_topics(&[new_topic], &opts)
         .await
         .context("create_topics")?;
     for r in res {

@@ -1,0 +1,262 @@
+//! Replication under fire: an acks=all producer (rdkafka) keeps writing to an RF-3 topic with
+//! `min.insync.replicas=2` while the test `kill -9`s a broker about every 10 s and restarts it.
+//! Afterwards every acknowledged message must be in the log at its acknowledged offset, and
+//! within each partition acknowledged messages keep the producer's order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use integration_tests::{Cluster, ClusterOptions};
+use rdkafka::admin::TopicReplication;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::clients;
+
+const SESSION_MS: u64 = 6000;
+const TOPIC_PARTITIONS: i32 = 6;
+const MESSAGES: usize = 500_000;
+const KILLS: usize = 5;
+const KILL_EVERY: Duration = Duration::from_secs(10);
+const CHUNK: usize = 5000;
+/// Paces the producer so that the kills spread over the whole run (≈ 660k messages in 55 s)
+/// rather than over the first few percent of an unthrottled producer's output.
+const RATE_PER_SEC: f64 = 12_000.0;
+
+/// Which broker each round kills.
+#[derive(Debug, Clone, Copy)]
+enum Victim {
+    LeaderOfPartition0,
+    Controller,
+}
+
+/// An acks=all producer that never gives up on a message within the test and keeps order
+/// without idempotence (one request in flight per connection).
+fn durable_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("message.timeout.ms", "300000")
+        .set("retry.backoff.ms", "100")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .create()
+        .context("producer")
+}
+
+/// The current leader of `topic`'s partition `p` from its state znode (-1 = none).
+pub async fn leader_of(cluster: &Cluster, topic: &str, p: i32) -> anyhow::Result<i32> {
+    let state = cluster
+        .zk_get_json(&format!("/brokers/topics/{topic}/partitions/{p}/state"))
+        .await?
+        .context("state znode missing")?;
+    state["leader"]
+        .as_i64()
+        .map(|l| l as i32)
+        .context("state without leader")
+}
+
+/// Produces ids from 0 until `stop` is set and at least `min` are acknowledged; returns
+/// (partition, offset, id) per acknowledgement and the number of failed deliveries.
+async fn produce_until(
+    producer: FutureProducer,
+    topic: String,
+    min: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    progress: Arc<Mutex<usize>>,
+) -> anyhow::Result<(Vec<(i32, i64, usize)>, usize)> {
+    let mut acked = Vec::new();
+    let mut failed = 0usize;
+    let mut next = 0usize;
+    let started = Instant::now();
+    while acked.len() < min || !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let due = started + Duration::from_secs_f64(next as f64 / RATE_PER_SEC);
+        tokio::time::sleep_until(due.into()).await;
+        let mut futures = Vec::with_capacity(CHUNK);
+        for i in next..next + CHUNK {
+            let key = format!("key-{i}");
+            let value = format!("value-{i}");
+            let f = producer
+                .send_result(FutureRecord::to(&topic).key(&key).payload(&value))
+                .map_err(|(e, _)| anyhow::anyhow!("enqueue {i}: {e}"))?;
+            futures.push((i, f));
+        }
+        next += CHUNK;
+        for (i, f) in futures {
+            match f.await {
+                Ok(Ok(d)) => acked.push((d.partition, d.offset, i)),
+                Ok(Err((e, _))) => {
+                    failed += 1;
+                    if failed <= 5 {
+                        eprintln!("message {i} not acknowledged: {e}");
+                    }
+                }
+                Err(_) => bail!("message {i}: delivery future cancelled"),
+            }
+        }
+        *progress.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = acked.len();
+    }
+    Ok((acked, failed))
+}
+
+/// Checks the acknowledged messages against what a consumer read; returns the duplicate count.
+///
+/// * every acknowledged id is at its acknowledged (partition, offset);
+/// * per partition, the first occurrences of acknowledged ids are in id (= send) order;
+/// * nothing consumed is foreign to the producer.
+pub fn check_acked_with_duplicates(
+    acked: &[(i32, i64, usize)],
+    consumed: &clients::Consumed,
+) -> anyhow::Result<usize> {
+    let by_offset: HashMap<(i32, i64), &(i64, String, String)> = consumed
+        .iter()
+        .flat_map(|(p, msgs)| msgs.iter().map(move |m| ((*p, m.0), m)))
+        .collect();
+    for (p, off, i) in acked {
+        let m = by_offset
+            .get(&(*p, *off))
+            .with_context(|| format!("acked message {i} at {p}/{off} was not consumed"))?;
+        ensure!(
+            m.1 == format!("key-{i}") && m.2 == format!("value-{i}"),
+            "offset {p}/{off} holds {:?}={:?}, expected message {i}",
+            m.1,
+            m.2
+        );
+    }
+    let acked_ids: HashSet<usize> = acked.iter().map(|a| a.2).collect();
+    let mut duplicates = 0;
+    for (p, msgs) in consumed {
+        let mut seen = HashSet::new();
+        let mut last_acked: Option<usize> = None;
+        let mut last_off = -1;
+        for (off, key, value) in msgs {
+            ensure!(
+                *off > last_off,
+                "partition {p}: offsets not increasing at {off}"
+            );
+            last_off = *off;
+            let i: usize = key
+                .strip_prefix("key-")
+                .and_then(|k| k.parse().ok())
+                .with_context(|| format!("foreign key {key:?} at {p}/{off}"))?;
+            ensure!(
+                *value == format!("value-{i}"),
+                "{p}/{off}: key {i} with value {value:?}"
+            );
+            if !seen.insert(i) {
+                duplicates += 1;
+                continue;
+            }
+            if acked_ids.contains(&i) {
+                if let Some(prev) = last_acked {
+                    ensure!(
+                        i > prev,
+                        "partition {p}: acked message {i} first appears after {prev} (order broken)"
+                    );
+                }
+                last_acked = Some(i);
+            }
+        }
+    }
+    Ok(duplicates)
+}
+
+async fn chaos(victim: Victim) -> anyhow::Result<()> {
+    let cluster =
+        clients::start_cluster(ClusterOptions::new(3).with_session_timeout_ms(SESSION_MS)).await?;
+    let bootstrap = cluster.bootstrap();
+    let topic = "chaos";
+    clients::create_topic_with(
+        &bootstrap,
+        topic,
+        TOPIC_PARTITIONS,
+        TopicReplication::Fixed(3),
+        &[("min.insync.replicas", "2")],
+    )
+    .await?;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let progress = Arc::new(Mutex::new(0usize));
+    let producer = durable_producer(&bootstrap)?;
+    let started = Instant::now();
+    let producing = tokio::spawn(produce_until(
+        producer,
+        topic.to_string(),
+        MESSAGES,
+        stop.clone(),
+        progress.clone(),
+    ));
+
+    let mut victims = Vec::new();
+    for round in 0..KILLS {
+        let due = started + KILL_EVERY * (round as u32 + 1);
+        tokio::time::sleep_until(due.into()).await;
+        ensure!(!producing.is_finished(), "producer stopped early");
+        let id = match victim {
+            Victim::LeaderOfPartition0 => {
+                integration_tests::util::poll_until(
+                    "partition 0 to have a leader",
+                    Duration::from_secs(30),
+                    Duration::from_millis(100),
+                    || async { Ok(Some(leader_of(&cluster, topic, 0).await?).filter(|l| *l >= 0)) },
+                )
+                .await?
+            }
+            Victim::Controller => cluster
+                .wait_for_controller(|c| c.is_some(), Duration::from_secs(30))
+                .await?
+                .context("no controller")?,
+        };
+        let acked_so_far = *progress.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        eprintln!(
+            "round {round}: kill -9 broker {id} at {:?}, {acked_so_far} acked so far",
+            started.elapsed()
+        );
+        cluster.kill(id).await?;
+        victims.push(id);
+        let t = Instant::now();
+        cluster.restart(id).await?;
+        eprintln!("round {round}: broker {id} back after {:?}", t.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acked, failed) = producing.await.context("producer task")??;
+    let elapsed = started.elapsed();
+    ensure!(failed == 0, "{failed} messages were not acknowledged");
+    ensure!(acked.len() >= MESSAGES, "only {} acked", acked.len());
+
+    let consumed = clients::consume_all(
+        &bootstrap,
+        topic,
+        TOPIC_PARTITIONS,
+        Duration::from_secs(180),
+    )?;
+    let total: usize = consumed.values().map(Vec::len).sum();
+    let duplicates = check_acked_with_duplicates(&acked, &consumed)?;
+    let per_partition: BTreeMap<i32, usize> = consumed.iter().map(|(p, v)| (*p, v.len())).collect();
+    eprintln!(
+        "{victim:?}: victims {victims:?}; acked {}, consumed {total}, duplicates {duplicates}, \
+         produced in {elapsed:?}; per partition {per_partition:?}",
+        acked.len()
+    );
+    ensure!(
+        total == acked.len() + duplicates,
+        "consumed {total} = acked {} + duplicates {duplicates} does not hold: unacknowledged \
+         messages appeared",
+        acked.len()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_all_survives_repeated_leader_kills() -> anyhow::Result<()> {
+    chaos(Victim::LeaderOfPartition0).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acks_all_survives_repeated_controller_kills() -> anyhow::Result<()> {
+    chaos(Victim::Controller).await
+}
