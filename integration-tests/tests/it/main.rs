@@ -11,3 +11,4 @@ mod lifecycle;
 mod malformed;
 mod raw;
 mod recovery;
+mod shutdown;
