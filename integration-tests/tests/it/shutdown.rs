@@ -204,28 +204,68 @@ async fn terminate_and_check_controlled(
 async fn controller_shutting_down_moves_leadership_before_it_exits() -> anyhow::Result<()> {
     let cluster = clients::start_cluster(options()).await?;
     let bootstrap = cluster.bootstrap();
-    create_topic(&bootstrap, "cs", &rotating_assignment()).await?;
-    wait_states(
-        &cluster,
-        "cs",
-        &(0..PARTITIONS).collect::<Vec<_>>(),
-        "initial leaders on the preferred replicas",
-        Duration::from_secs(10),
-        |s| s.isr.len() == 3,
-    )
-    .await?;
+    let assignment = rotating_assignment();
+    create_topic(&bootstrap, "cs", &assignment).await?;
+    for (p, s) in states(&cluster, "cs").await?.iter().enumerate() {
+        ensure!(
+            s.leader == assignment[p][0] && s.isr.len() == 3,
+            "partition {p} did not start on its preferred replica with a full ISR: {s:?}"
+        );
+    }
     let controller = cluster.controller_id().await?.context("no controller")?;
 
     let led = terminate_and_check_controlled(&cluster, "cs", controller).await?;
     eprintln!("controller {controller} handed over partitions {led:?}");
-    // The survivors were told: clients find a leader for every partition.
-    clients::wait_for_leaders(
-        &bootstrap,
-        "cs",
-        PARTITIONS as usize,
-        Duration::from_secs(30),
-    )?;
+    // The survivors were told: their metadata names the leaders ZooKeeper has.
+    for survivor in (0..3).filter(|b| *b != controller) {
+        wait_metadata_matches(&cluster, survivor, "cs").await?;
+    }
     Ok(())
+}
+
+/// Waits until broker `from` answers Metadata for `topic` with the leaders in ZooKeeper.
+async fn wait_metadata_matches(cluster: &Cluster, from: i32, topic: &str) -> anyhow::Result<()> {
+    let addr = cluster.broker_addr(from).to_string();
+    poll_until(
+        &format!("broker {from}'s metadata to show the leaders of {topic} in ZooKeeper"),
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || {
+            let addr = addr.clone();
+            async move {
+                let expected: Vec<i32> = states(cluster, topic)
+                    .await?
+                    .iter()
+                    .map(|s| s.leader)
+                    .collect();
+                let mut conn = gregor::protocol::client::BrokerConnection::connect(
+                    &addr,
+                    "it-shutdown",
+                    Duration::from_secs(5),
+                )
+                .await?;
+                // Null topics: every topic.
+                let mut req = kafka_protocol::messages::MetadataRequest::default();
+                req.topics = None;
+                let md = conn.send(&req, 1).await?;
+                let Some(t) = md
+                    .topics
+                    .iter()
+                    .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+                else {
+                    return Ok(None);
+                };
+                let mut got = vec![-1; PARTITIONS as usize];
+                for p in &t.partitions {
+                    if let Some(slot) = got.get_mut(p.partition_index as usize) {
+                        *slot = p.leader_id.0;
+                    }
+                }
+                Ok((got == expected).then_some(()))
+            }
+        },
+    )
+    .await
 }
 
 /// Which partitions `broker` is the preferred (first) replica of.
