@@ -189,6 +189,8 @@ impl Controller {
 enum AttemptError {
     #[error("no controller is registered")]
     NoController,
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
     #[error("controller {0} has no registration or endpoint")]
     ControllerUnreachable(i32),
     #[error("ZooKeeper: {0}")]
@@ -213,8 +215,14 @@ pub async fn controlled_shutdown(config: &KafkaConfig, zk: &ZkHandle, broker_epo
     let broker = config.broker_id;
     let attempts = config.controlled_shutdown_max_retries;
     let backoff = Duration::from_millis(config.controlled_shutdown_retry_backoff_ms);
+    // ZooKeeper reads have no deadline of their own; one attempt as a whole gets the socket
+    // timeout, so an unreachable ZooKeeper cannot hold the shutdown up indefinitely.
+    let attempt_timeout = Duration::from_millis(config.controller_socket_timeout_ms);
     for attempt in 1..=attempts {
-        match attempt_once(config, zk, broker_epoch).await {
+        let outcome = tokio::time::timeout(attempt_timeout, attempt_once(config, zk, broker_epoch))
+            .await
+            .unwrap_or(Err(AttemptError::TimedOut(attempt_timeout)));
+        match outcome {
             Ok(controller) => {
                 tracing::info!(
                     broker,
