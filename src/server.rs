@@ -3,9 +3,9 @@
 //!
 //! Start-up: ZooKeeper session and top-level paths → cluster id → LogManager (meta.properties,
 //! recovery) → metadata cache → bind listeners → ReplicaManager → `/brokers/ids/<id>` (the broker
-//! epoch) → controller election → serve. Shutdown: stop accepting and drain connections → stop
-//! the controller → flush logs, write checkpoints and the clean-shutdown marker → close the
-//! ZooKeeper session (which removes `/brokers/ids/<id>`).
+//! epoch) → controller election → serve. Shutdown: controlled shutdown (when enabled) → stop
+//! accepting and drain connections → stop the controller → flush logs, write checkpoints and the
+//! clean-shutdown marker → close the ZooKeeper session (which removes `/brokers/ids/<id>`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -226,6 +226,11 @@ pub async fn run(
 
     shutdown_signal.await;
     tracing::info!(broker = broker_id, "shutting down");
+    // Leadership moves away while this broker still serves (its own controller included, which
+    // answers the request on its event loop); only then do listeners and the controller stop.
+    if config.controlled_shutdown_enable {
+        controller::controlled_shutdown(&config, &zk_handle, ctx.broker_epoch()).await;
+    }
     let _ = shutdown_tx.send(true);
     for s in servers {
         if tokio::time::timeout(DRAIN_TIMEOUT, s).await.is_err() {

@@ -32,6 +32,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::LeaderAndIsr => req.decode::<LeaderAndIsrRequest>().map(|_| ()),
         ApiKey::UpdateMetadata => req.decode::<UpdateMetadataRequest>().map(|_| ()),
         ApiKey::StopReplica => req.decode::<StopReplicaRequest>().map(|_| ()),
+        ApiKey::ControlledShutdown => req.decode::<ControlledShutdownRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -81,6 +82,9 @@ fn valid_frames() -> Vec<Bytes> {
                 ApiKey::LeaderAndIsr => encode(*key, v, &LeaderAndIsrRequest::default()),
                 ApiKey::UpdateMetadata => encode(*key, v, &UpdateMetadataRequest::default()),
                 ApiKey::StopReplica => encode(*key, v, &StopReplicaRequest::default()),
+                ApiKey::ControlledShutdown => {
+                    encode(*key, v, &ControlledShutdownRequest::default())
+                }
                 _ => continue,
             };
             out.push(f);

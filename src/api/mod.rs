@@ -7,6 +7,7 @@
 
 mod admin;
 mod control;
+mod controlled_shutdown;
 #[cfg(test)]
 mod decode_tests;
 mod fetch;
@@ -179,6 +180,7 @@ pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Respo
         ApiKey::UpdateMetadata => control::update_metadata(ctx, &req),
         ApiKey::StopReplica => control::stop_replica(ctx, &req),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &req),
+        ApiKey::ControlledShutdown => controlled_shutdown::handle(ctx, &req).await,
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

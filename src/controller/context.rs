@@ -46,6 +46,8 @@ pub struct ControllerContext {
     pub topics_to_delete: BTreeSet<String>,
     /// Topics whose StopReplica(delete) requests have been sent for the current attempt.
     pub deletion_started: HashSet<String>,
+    /// Brokers in a controlled shutdown: still live, but never chosen as leaders.
+    pub shutting_down: BTreeSet<i32>,
 }
 
 impl ControllerContext {

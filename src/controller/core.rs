@@ -117,6 +117,16 @@ impl Controller {
             Event::StopReplicaResponse { broker, results } => {
                 self.on_stop_replica_response(broker, results).await
             }
+            Event::ControlledShutdown {
+                broker,
+                broker_epoch,
+                reply,
+            } => {
+                self.on_controlled_shutdown(broker, broker_epoch, reply)
+                    .await
+            }
+            Event::PreferredReplicaElection => self.on_preferred_replica_election().await,
+            Event::AutoRebalance => self.on_auto_rebalance().await,
         }
     }
 
@@ -306,6 +316,8 @@ impl Controller {
         batch.add_update_metadata(&self.ctx.live_ids(), &self.ctx.all_partitions());
         self.send(batch);
         self.resume_deletions().await?;
+        self.on_preferred_replica_election().await?;
+        self.start_auto_rebalance(epoch);
         tracing::info!(broker = self.broker_id, epoch, brokers = ?self.ctx.live_ids(),
             topics = self.ctx.assignments.len(), "controller failover complete");
         Ok(())
@@ -424,6 +436,9 @@ impl Controller {
 
     /// Kafka's `onBrokerFailure` → `onReplicasBecomeOffline`.
     async fn on_broker_failure(&mut self, brokers: &[i32]) -> Result<(), ZkError> {
+        for b in brokers {
+            self.ctx.shutting_down.remove(b);
+        }
         let mut batch = RequestBatch::new();
         let mut needed_election = false;
         for tp in self.ctx.all_partitions() {

@@ -11,7 +11,12 @@ pub mod admin;
 mod channel;
 mod context;
 mod core;
+mod election;
+mod preferred;
+mod shutdown;
 mod state;
+
+pub use shutdown::{controlled_shutdown, ShutdownReply};
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
@@ -47,6 +52,16 @@ pub enum Event {
     },
     /// The ZooKeeper session expired: resign until the new session re-elects.
     SessionExpired,
+    /// A broker asked for a controlled shutdown; the outcome goes back through `reply`.
+    ControlledShutdown {
+        broker: i32,
+        broker_epoch: i64,
+        reply: ShutdownReply,
+    },
+    /// `/admin/preferred_replica_election` was created, changed or deleted.
+    PreferredReplicaElection,
+    /// The periodic leader-imbalance check (`auto.leader.rebalance.enable`).
+    AutoRebalance,
 }
 
 /// A cheap-clone view of the controller for the rest of the broker.

@@ -13,7 +13,7 @@ use crate::log::TopicPartition;
 use crate::zk::{LeaderIsrAndControllerEpoch, ZkError};
 
 /// How many times a conditional state write is retried after a concurrent change (BADVERSION).
-const STATE_WRITE_ATTEMPTS: usize = 3;
+pub(super) const STATE_WRITE_ATTEMPTS: usize = 3;
 
 impl Controller {
     /// New partitions: New → Online (initial leader = first live replica, ISR = live replicas).
@@ -82,7 +82,7 @@ impl Controller {
             .replicas(tp)
             .iter()
             .copied()
-            .filter(|r| self.ctx.is_live(*r))
+            .filter(|r| self.ctx.can_lead(*r))
             .collect();
         let Some(&leader) = live.first() else {
             tracing::warn!(topic = %tp.topic, partition = tp.partition,
@@ -148,6 +148,8 @@ impl Controller {
         tp: &TopicPartition,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
+        // The ISR in the cache may predate a leader's expansion; elect from the znode.
+        self.refresh_leadership(tp).await?;
         for _ in 0..STATE_WRITE_ATTEMPTS {
             let Some(current) = self.ctx.leadership.get(tp).cloned() else {
                 // Never initialised: the next trigger creates it as a New partition.
@@ -169,16 +171,13 @@ impl Controller {
                 .isr
                 .iter()
                 .copied()
-                .filter(|r| self.ctx.is_live(*r))
+                .filter(|r| self.ctx.can_lead(*r))
                 .collect();
-            let clean = replicas
-                .iter()
-                .copied()
-                .find(|r| self.ctx.is_live(*r) && live_isr.contains(r));
+            let clean = replicas.iter().copied().find(|r| live_isr.contains(r));
             let (leader, isr) = match clean {
                 Some(l) => (l, live_isr.clone()),
                 None => {
-                    let unclean = replicas.iter().copied().find(|r| self.ctx.is_live(*r));
+                    let unclean = replicas.iter().copied().find(|r| self.ctx.can_lead(*r));
                     match unclean {
                         Some(l) if self.unclean_election_enabled(&tp.topic).await? => {
                             tracing::warn!(topic = %tp.topic, partition = tp.partition,
@@ -230,7 +229,7 @@ impl Controller {
     /// fenced on the controller epoch. On success the context holds the new leadership and
     /// `true` is returned; on a concurrent change (BADVERSION) the context is refreshed from
     /// ZooKeeper and `false` is returned so the caller can decide again.
-    async fn write_leadership(
+    pub(super) async fn write_leadership(
         &mut self,
         tp: &TopicPartition,
         state: &LeaderIsrAndControllerEpoch,
@@ -266,7 +265,7 @@ impl Controller {
         }
     }
 
-    async fn refresh_leadership(&mut self, tp: &TopicPartition) -> Result<(), ZkError> {
+    pub(super) async fn refresh_leadership(&mut self, tp: &TopicPartition) -> Result<(), ZkError> {
         if let Some((state, zk_version)) = self
             .zk
             .get()
@@ -303,7 +302,18 @@ impl Controller {
         broker: i32,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
-        for tp in self.ctx.partitions_on_broker(broker) {
+        let partitions = self.ctx.partitions_on_broker(broker);
+        self.replicas_offline_in(broker, partitions, batch).await
+    }
+
+    /// [`Self::replicas_offline`] for some of the broker's partitions only.
+    pub(super) async fn replicas_offline_in(
+        &mut self,
+        broker: i32,
+        partitions: Vec<TopicPartition>,
+        batch: &mut RequestBatch,
+    ) -> Result<(), ZkError> {
+        for tp in partitions {
             let deleting = self.ctx.is_deleting(&tp.topic);
             self.ctx.replica_states.insert(
                 (tp.clone(), broker),

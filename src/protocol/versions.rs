@@ -16,6 +16,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::LeaderAndIsr, 0, 4),
     (ApiKey::StopReplica, 0, 3),
     (ApiKey::UpdateMetadata, 0, 6),
+    (ApiKey::ControlledShutdown, 0, 3),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 0, 4),
     (ApiKey::DeleteTopics, 0, 3),

@@ -144,11 +144,19 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
     .await?;
     let bootstrap = cluster.bootstrap();
     let topic = "lag";
+    // The controller leads: the followers paused below must not include the controller, which
+    // turns the leader's ISR notifications into the Metadata the test checks.
+    let leader = cluster
+        .wait_for_controller(|c| c.is_some(), Duration::from_secs(30))
+        .await?
+        .context("no controller")?;
+    let followers: Vec<i32> = (0..3).filter(|b| *b != leader).collect();
+    let (f1, f2) = (followers[0], followers[1]);
     clients::create_topic_with(
         &bootstrap,
         topic,
         1,
-        TopicReplication::Variable(&[&[0, 1, 2]]),
+        TopicReplication::Variable(&[&[leader, f1, f2]]),
         &[("min.insync.replicas", "2")],
     )
     .await?;
@@ -164,9 +172,9 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
     let acks_all = producer(&bootstrap, "all", "0")?;
     send_one(&acks_all, topic, "warm-up").await?;
 
-    // Follower 1 stops: it leaves the ISR within the lag time plus the check period and the
+    // One follower stops: it leaves the ISR within the lag time plus the check period and the
     // ISR change propagation (5 s quiet + 2.5 s tick).
-    cluster.pause(1).await?;
+    cluster.pause(f1).await?;
     let paused = Instant::now();
     let trickling = trickle(&acks1, topic, "a", Duration::from_millis(LAG_MS + 1500));
     trickling.await?;
@@ -174,12 +182,12 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
         &cluster,
         &bootstrap,
         topic,
-        &[0, 2],
+        &[leader, f2],
         Duration::from_secs(20),
     )
     .await?;
     eprintln!(
-        "ISR [0,2] visible {:?} after pausing follower 1",
+        "ISR [{leader},{f2}] visible {:?} after pausing follower {f1}",
         paused.elapsed()
     );
     ensure!(took < Duration::from_secs(20));
@@ -188,28 +196,37 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("acks=all with ISR 2: {e}"))?;
 
-    // Follower 2 stops too: ISR [0].
-    cluster.pause(2).await?;
+    // The other follower stops too: the leader is alone in the ISR.
+    cluster.pause(f2).await?;
     let paused2 = Instant::now();
     trickle(&acks1, topic, "b", Duration::from_millis(LAG_MS + 1500)).await?;
-    wait_isr(&cluster, &bootstrap, topic, &[0], Duration::from_secs(20)).await?;
+    wait_isr(
+        &cluster,
+        &bootstrap,
+        topic,
+        &[leader],
+        Duration::from_secs(20),
+    )
+    .await?;
     eprintln!(
-        "ISR [0] visible {:?} after pausing follower 2",
+        "ISR [{leader}] visible {:?} after pausing follower {f2}",
         paused2.elapsed()
     );
 
     match send_one(&acks_all, topic, "refused").await {
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::NotEnoughReplicas)) => {}
-        other => anyhow::bail!("acks=all with ISR [0] gave {other:?}, not NOT_ENOUGH_REPLICAS"),
+        other => {
+            anyhow::bail!("acks=all with ISR [{leader}] gave {other:?}, not NOT_ENOUGH_REPLICAS")
+        }
     }
     let (_, off) = send_one(&acks1, topic, "acks1-ok")
         .await
-        .map_err(|e| anyhow::anyhow!("acks=1 with ISR [0]: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("acks=1 with ISR [{leader}]: {e}"))?;
     eprintln!("acks=all refused with NOT_ENOUGH_REPLICAS; acks=1 written at {off}");
 
     // Healing: both followers catch up and rejoin.
-    cluster.resume(1).await?;
-    cluster.resume(2).await?;
+    cluster.resume(f1).await?;
+    cluster.resume(f2).await?;
     let healed = Instant::now();
     wait_isr(
         &cluster,
@@ -220,14 +237,37 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
     )
     .await?;
     eprintln!("ISR [0,1,2] again {:?} after healing", healed.elapsed());
+    // The high watermarks are checkpointed (every 5 s) on every replica.
+    for b in 0..3 {
+        let path = cluster.data_dir(b).join("replication-offset-checkpoint");
+        poll_until(
+            &format!("broker {b}'s replication-offset-checkpoint to list {topic}-0"),
+            Duration::from_secs(15),
+            Duration::from_millis(500),
+            || {
+                let path = path.clone();
+                async move {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    Ok(text
+                        .lines()
+                        .any(|l| l.starts_with(&format!("{topic} 0 ")))
+                        .then_some(()))
+                }
+            },
+        )
+        .await?;
+    }
     send_one(&acks_all, topic, "after-heal")
         .await
         .map_err(|e| anyhow::anyhow!("acks=all after healing: {e}"))?;
     Ok(())
 }
 
-/// (offset, key, value) of every record in a replica's on-disk log of `topic`-0.
-fn replica_records(data_dir: &Path, topic: &str) -> anyhow::Result<Vec<(i64, Vec<u8>, Vec<u8>)>> {
+/// One record as stored: (offset, key, value).
+type StoredRecord = (i64, Vec<u8>, Vec<u8>);
+
+/// Every record in a replica's on-disk log of `topic`-0, in offset order.
+fn replica_records(data_dir: &Path, topic: &str) -> anyhow::Result<Vec<StoredRecord>> {
     let dir = data_dir.join(format!("{topic}-0"));
     let mut segments: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
@@ -342,7 +382,7 @@ async fn kip101_divergent_old_leader_is_truncated_to_the_new_history() -> anyhow
     )
     .await?;
     // Quiesced: every replica holds identical records at every offset.
-    let logs: BTreeMap<i32, Vec<(i64, Vec<u8>, Vec<u8>)>> = poll_until(
+    let logs: BTreeMap<i32, Vec<StoredRecord>> = poll_until(
         "all replicas to hold the same records",
         Duration::from_secs(30),
         Duration::from_millis(500),

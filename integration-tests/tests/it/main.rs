@@ -13,3 +13,4 @@ mod malformed;
 mod raw;
 mod recovery;
 mod replication;
+mod shutdown;

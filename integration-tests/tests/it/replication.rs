@@ -260,3 +260,150 @@ async fn acks_all_survives_repeated_leader_kills() -> anyhow::Result<()> {
 async fn acks_all_survives_repeated_controller_kills() -> anyhow::Result<()> {
     chaos(Victim::Controller).await
 }
+
+/// Polls every partition's state znode until `stop`; returns the longest time any partition
+/// had no leader (leader -1).
+async fn longest_leaderless(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Duration> {
+    let mut since: Vec<Option<Instant>> = vec![None; partitions as usize];
+    let mut longest = Duration::ZERO;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for p in 0..partitions {
+            let leader = leader_of(cluster, topic, p).await?;
+            let slot = &mut since[p as usize];
+            match (leader, *slot) {
+                (-1, None) => *slot = Some(Instant::now()),
+                (-1, Some(t)) => longest = longest.max(t.elapsed()),
+                (_, Some(t)) => {
+                    longest = longest.max(t.elapsed());
+                    *slot = None;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(longest)
+}
+
+/// SIGTERM under load: the broker hands its leaderships over through ControlledShutdown before
+/// it exits, so an acks=all producer sees nothing but retriable errors (every message is
+/// acknowledged) and no partition goes leaderless; after the restart the auto rebalance gives
+/// the broker its preferred partitions back.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_leadership_over_under_load_and_preferred_leaders_return(
+) -> anyhow::Result<()> {
+    let cluster = clients::start_cluster(
+        ClusterOptions::new(3)
+            .with_session_timeout_ms(10_000)
+            .with_override("leader.imbalance.check.interval.seconds", 5),
+    )
+    .await?;
+    let bootstrap = cluster.bootstrap();
+    let topic = "handover";
+    clients::create_topic_with(
+        &bootstrap,
+        topic,
+        TOPIC_PARTITIONS,
+        TopicReplication::Fixed(3),
+        &[("min.insync.replicas", "2")],
+    )
+    .await?;
+    let assignment = cluster
+        .zk_get_json(&format!("/brokers/topics/{topic}"))
+        .await?
+        .context("topic znode")?;
+    let preferred: Vec<i32> = (0..TOPIC_PARTITIONS)
+        .map(|p| {
+            assignment["partitions"][p.to_string()][0]
+                .as_i64()
+                .map(|b| b as i32)
+                .context("assignment")
+        })
+        .collect::<anyhow::Result<_>>()?;
+
+    let stop_producing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_watching = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = tokio::spawn(produce_until(
+        durable_producer(&bootstrap)?,
+        topic.to_string(),
+        0,
+        stop_producing.clone(),
+        Arc::new(Mutex::new(0)),
+    ));
+    let watching = {
+        let stop = stop_watching.clone();
+        let zk_cluster = &cluster;
+        // The watcher borrows the cluster, so it runs on this task, joined below.
+        longest_leaderless(zk_cluster, topic, TOPIC_PARTITIONS, stop)
+    };
+    let scenario = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let victim = leader_of(&cluster, topic, 0).await?;
+        let t = Instant::now();
+        let status = cluster.terminate(victim).await?;
+        let shutdown = t.elapsed();
+        ensure!(status.success(), "broker {victim} exited with {status}");
+        eprintln!("broker {victim} shut down in {shutdown:?} after SIGTERM");
+        for p in 0..TOPIC_PARTITIONS {
+            let l = leader_of(&cluster, topic, p).await?;
+            ensure!(
+                l != victim && l >= 0,
+                "partition {p} led by {l} once broker {victim} exited"
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.restart(victim).await?;
+        let t = Instant::now();
+        integration_tests::util::poll_until(
+            "preferred leaders back on every partition",
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                for (p, want) in preferred.iter().enumerate() {
+                    if leader_of(&cluster, topic, p as i32).await? != *want {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(()))
+            },
+        )
+        .await?;
+        eprintln!(
+            "preferred leaders {preferred:?} restored {:?} after the restart",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop_producing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (acked, failed) = producing.await.context("producer task")??;
+        stop_watching.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok((acked, failed))
+    };
+    let (scenario, leaderless) = tokio::join!(scenario, watching);
+    let (acked, failed) = scenario?;
+    let leaderless = leaderless?;
+    ensure!(
+        failed == 0,
+        "{failed} messages failed: the producer saw a non-retriable error"
+    );
+    ensure!(
+        leaderless < Duration::from_secs(1),
+        "a partition was leaderless for {leaderless:?}"
+    );
+    let consumed = clients::consume_all(
+        &bootstrap,
+        topic,
+        TOPIC_PARTITIONS,
+        Duration::from_secs(120),
+    )?;
+    let duplicates = check_acked_with_duplicates(&acked, &consumed)?;
+    eprintln!(
+        "acked {}, duplicates {duplicates}, longest leaderless {leaderless:?}",
+        acked.len()
+    );
+    Ok(())
+}
