@@ -3,7 +3,7 @@
 # with the rdkafka client (integration-tests/src/bin/gregor-bench.rs); prints JSON, asserts
 # nothing. Starts the cluster with scripts/cluster.sh if it is not running (release build).
 #
-#   scripts/bench.sh [--messages N] [--size BYTES] [--acks all|1|0] [--partitions P]
+#   scripts/bench.sh [--messages N] [--size BYTES] [--acks all|1|0] [--partitions P] [--replication-factor R]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -22,14 +22,7 @@ fn lookup(
     current_leader_epoch: i32,
     from_follower: bool,
 ) -> Result<(i64, i64, i32), ReplicaError> {
-    let Some(p) = ctx.replicas.partition(tp) else {
-        let snap = ctx.metadata.snapshot();
-        return Err(if snap.partition(&tp.topic, tp.partition).is_some() {
-            ReplicaError::NotLeader
-        } else {
-            ReplicaError::UnknownTopicOrPartition
-        });
-    };
+    let p = ctx.replicas.partition_or_error(tp)?;
     if !p.is_leader() {
         return Err(ReplicaError::NotLeader);
     }

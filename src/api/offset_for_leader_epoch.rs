@@ -18,14 +18,7 @@ fn answer(
     current_leader_epoch: i32,
     epoch: i32,
 ) -> Result<(i32, i64), ReplicaError> {
-    let Some(p) = ctx.replicas.partition(tp) else {
-        let snap = ctx.metadata.snapshot();
-        return Err(if snap.partition(&tp.topic, tp.partition).is_some() {
-            ReplicaError::NotLeader
-        } else {
-            ReplicaError::UnknownTopicOrPartition
-        });
-    };
+    let p = ctx.replicas.partition_or_error(tp)?;
     p.last_offset_for_leader_epoch(current_leader_epoch, epoch)
 }
 

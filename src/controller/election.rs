@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::channel::RequestBatch;
-use super::context::{ControllerContext, PartitionState};
+use super::context::ControllerContext;
 use super::core::Controller;
 use super::state::STATE_WRITE_ATTEMPTS;
 use crate::log::TopicPartition;
-use crate::zk::{LeaderIsrAndControllerEpoch, ZkError};
+use crate::zk::ZkError;
 
 /// How a partition with a current leader picks a new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,28 +143,12 @@ impl Controller {
                     "no eligible leader; leadership unchanged");
                 return Ok(false);
             };
-            let new_state = LeaderIsrAndControllerEpoch {
-                leader,
-                leader_epoch: current.state.leader_epoch + 1,
-                isr,
-                controller_epoch: self.ctx.epoch,
-            };
+            tracing::debug!(topic = %tp.topic, partition = tp.partition, ?strategy, leader,
+                "leader chosen");
             if self
-                .write_leadership(tp, &new_state, current.zk_version)
+                .commit_election(tp, &current, leader, isr, batch)
                 .await?
             {
-                self.ctx
-                    .partition_states
-                    .insert(tp.clone(), PartitionState::Online);
-                let live_replicas: Vec<i32> = replicas
-                    .iter()
-                    .copied()
-                    .filter(|r| self.ctx.is_live(*r))
-                    .collect();
-                batch.add_leader_and_isr(&self.ctx, &live_replicas, tp, false);
-                tracing::info!(topic = %tp.topic, partition = tp.partition, ?strategy,
-                    leader, previous = current.state.leader, leader_epoch = new_state.leader_epoch,
-                    isr = ?new_state.isr, "elected leader");
                 return Ok(true);
             }
         }

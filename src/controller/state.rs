@@ -195,34 +195,56 @@ impl Controller {
                     }
                 }
             };
-            let new_state = LeaderIsrAndControllerEpoch {
-                leader,
-                leader_epoch: current.state.leader_epoch + 1,
-                isr,
-                controller_epoch: self.ctx.epoch,
-            };
             if self
-                .write_leadership(tp, &new_state, current.zk_version)
+                .commit_election(tp, &current, leader, isr, batch)
                 .await?
             {
-                self.ctx
-                    .partition_states
-                    .insert(tp.clone(), PartitionState::Online);
-                let live_replicas: Vec<i32> = replicas
-                    .iter()
-                    .copied()
-                    .filter(|r| self.ctx.is_live(*r))
-                    .collect();
-                batch.add_leader_and_isr(&self.ctx, &live_replicas, tp, false);
-                tracing::info!(topic = %tp.topic, partition = tp.partition, leader,
-                        leader_epoch = new_state.leader_epoch, isr = ?new_state.isr,
-                        "elected leader");
                 return Ok(());
             }
         }
         tracing::warn!(topic = %tp.topic, partition = tp.partition,
             "partition state kept changing; election skipped");
         Ok(())
+    }
+
+    /// Writes an elected `leader`/`isr` with the leader epoch bumped, conditional on the version
+    /// `current` was read at; on success marks the partition Online and queues LeaderAndIsr for
+    /// its live replicas. `false`: the znode changed underneath (the cache is refreshed).
+    pub(super) async fn commit_election(
+        &mut self,
+        tp: &TopicPartition,
+        current: &Leadership,
+        leader: i32,
+        isr: Vec<i32>,
+        batch: &mut RequestBatch,
+    ) -> Result<bool, ZkError> {
+        let new_state = LeaderIsrAndControllerEpoch {
+            leader,
+            leader_epoch: current.state.leader_epoch + 1,
+            isr,
+            controller_epoch: self.ctx.epoch,
+        };
+        if !self
+            .write_leadership(tp, &new_state, current.zk_version)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.ctx
+            .partition_states
+            .insert(tp.clone(), PartitionState::Online);
+        let live_replicas: Vec<i32> = self
+            .ctx
+            .replicas(tp)
+            .iter()
+            .copied()
+            .filter(|r| self.ctx.is_live(*r))
+            .collect();
+        batch.add_leader_and_isr(&self.ctx, &live_replicas, tp, false);
+        tracing::info!(topic = %tp.topic, partition = tp.partition, leader,
+            previous = current.state.leader, leader_epoch = new_state.leader_epoch,
+            isr = ?new_state.isr, "elected leader");
+        Ok(true)
     }
 
     /// Writes `state` to the partition's state znode, conditional on `expected_version` and

@@ -255,16 +255,19 @@ fn topic_name(t: &str) -> TopicName {
     TopicName(StrBytes::from_string(t.to_string()))
 }
 
-/// Groups per-partition entries by topic, keeping first-seen topic order.
-fn by_topic<T>(items: Vec<(String, T)>) -> Vec<(String, Vec<T>)> {
-    let mut out: Vec<(String, Vec<T>)> = Vec::new();
+/// Groups per-partition entries by topic (first-seen order) and builds each topic's entry.
+fn by_topic<P, T>(items: Vec<(String, P)>, make: impl Fn(TopicName, Vec<P>) -> T) -> Vec<T> {
+    let mut grouped: Vec<(String, Vec<P>)> = Vec::new();
     for (topic, item) in items {
-        match out.iter_mut().find(|(t, _)| *t == topic) {
+        match grouped.iter_mut().find(|(t, _)| *t == topic) {
             Some((_, v)) => v.push(item),
-            None => out.push((topic, vec![item])),
+            None => grouped.push((topic, vec![item])),
         }
     }
-    out
+    grouped
+        .into_iter()
+        .map(|(t, parts)| make(topic_name(&t), parts))
+        .collect()
 }
 
 /// The fetcher task for one source broker.
@@ -359,15 +362,13 @@ async fn truncation_round(
                 (s.tp.topic.clone(), p)
             })
             .collect(),
-    )
-    .into_iter()
-    .map(|(t, parts)| {
-        let mut topic = OffsetForLeaderTopic::default();
-        topic.topic = topic_name(&t);
-        topic.partitions = parts;
-        topic
-    })
-    .collect();
+        |name, parts| {
+            let mut topic = OffsetForLeaderTopic::default();
+            topic.topic = name;
+            topic.partitions = parts;
+            topic
+        },
+    );
     let resp = conn.send(&req, OFFSET_FOR_LEADER_EPOCH_VERSION).await?;
     for (s, _) in &asking {
         let answer = resp
@@ -453,15 +454,13 @@ async fn fetch_round(
                 (s.tp.topic.clone(), p)
             })
             .collect(),
-    )
-    .into_iter()
-    .map(|(t, parts)| {
-        let mut topic = FetchTopic::default();
-        topic.topic = topic_name(&t);
-        topic.partitions = parts;
-        topic
-    })
-    .collect();
+        |name, parts| {
+            let mut topic = FetchTopic::default();
+            topic.topic = name;
+            topic.partitions = parts;
+            topic
+        },
+    );
     let resp = conn.send(&req, FETCH_VERSION).await?;
     if resp.error_code != errors::NONE {
         tracing::warn!(

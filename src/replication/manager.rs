@@ -387,6 +387,16 @@ impl ReplicaManager {
         out
     }
 
+    /// The hosted partition, or the error a client gets for it: NOT_LEADER when the cluster
+    /// knows the partition (it lives elsewhere), UNKNOWN_TOPIC_OR_PARTITION otherwise.
+    ///
+    /// # Errors
+    /// As described.
+    pub fn partition_or_error(&self, tp: &TopicPartition) -> Result<Arc<Partition>, ReplicaError> {
+        self.partition(tp)
+            .ok_or_else(|| self.missing_partition_error(tp))
+    }
+
     fn missing_partition_error(&self, tp: &TopicPartition) -> ReplicaError {
         let snap = self.inner.metadata.snapshot();
         if snap.partition(&tp.topic, tp.partition).is_some() {

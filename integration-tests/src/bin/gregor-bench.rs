@@ -3,12 +3,12 @@
 //! about speed. `scripts/bench.sh` starts a local cluster and runs it.
 //!
 //! Usage: `gregor-bench --bootstrap HOST:PORT[,..] [--topic T] [--messages N] [--size BYTES]
-//! [--acks all|1|0] [--partitions P]`
+//! [--acks all|1|0] [--partitions P] [--replication-factor R]`
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use clap::Parser;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -16,46 +16,27 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Produce/consume throughput and produce latency against a running cluster.
+#[derive(Debug, Parser)]
+#[command(name = "gregor-bench")]
 struct Args {
+    /// Bootstrap servers, `host:port[,host:port...]`.
+    #[arg(long)]
     bootstrap: String,
-    topic: String,
+    /// Topic to create and use (default: `bench-<pid>`).
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, default_value_t = 1_000_000)]
     messages: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 100)]
     size: usize,
+    #[arg(long, default_value = "1", value_parser = ["all", "-1", "1", "0"])]
     acks: String,
+    #[arg(long, default_value_t = 6)]
     partitions: i32,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut kv: HashMap<String, String> = HashMap::new();
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let Some(name) = k.strip_prefix("--") else {
-            bail!("unexpected argument {k:?}");
-        };
-        let v = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
-        kv.insert(name.to_string(), v);
-    }
-    let num = |k: &str, d: usize| -> anyhow::Result<usize> {
-        kv.get(k)
-            .map(|v| v.parse().with_context(|| format!("--{k} {v:?}")))
-            .unwrap_or(Ok(d))
-    };
-    Ok(Args {
-        bootstrap: kv
-            .get("bootstrap")
-            .cloned()
-            .context("--bootstrap is required")?,
-        topic: kv
-            .get("topic")
-            .cloned()
-            .unwrap_or_else(|| format!("bench-{}", std::process::id())),
-        messages: num("messages", 1_000_000)?,
-        size: num("size", 100)?,
-        acks: kv.get("acks").cloned().unwrap_or_else(|| "1".into()),
-        partitions: i32::try_from(num("partitions", 6)?)?,
-    })
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
 }
 
 fn percentile(sorted: &[u128], p: f64) -> f64 {
@@ -68,7 +49,11 @@ fn percentile(sorted: &[u128], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let a = parse_args()?;
+    let mut a = Args::parse();
+    let topic = a
+        .topic
+        .take()
+        .unwrap_or_else(|| format!("bench-{}", std::process::id()));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &a.bootstrap)
         .create()?;
@@ -76,9 +61,9 @@ async fn main() -> anyhow::Result<()> {
     for r in admin
         .create_topics(
             &[NewTopic::new(
-                &a.topic,
+                &topic,
                 a.partitions,
-                TopicReplication::Fixed(1),
+                TopicReplication::Fixed(a.replication_factor),
             )],
             &opts,
         )
@@ -104,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
         let key = (i as u64).to_be_bytes();
         let sent_at = Instant::now();
         loop {
-            match producer.send_result(FutureRecord::to(&a.topic).key(&key).payload(&payload)) {
+            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&payload)) {
                 Ok(f) => {
                     inflight.push((sent_at, f));
                     break;
@@ -136,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..a.partitions {
-        tpl.add_partition_offset(&a.topic, p, Offset::Beginning)?;
+        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
     let started = Instant::now();

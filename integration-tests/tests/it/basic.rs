@@ -9,9 +9,8 @@ use rdkafka::consumer::Consumer;
 
 use crate::clients;
 
-/// Every acked message is consumed exactly at its acked offset, and within each partition the
-/// producer's order is kept.
-pub fn check_acked_present(
+/// Every acked message was consumed exactly at its acked (partition, offset).
+pub fn check_acked_at_offsets(
     acked: &[(i32, i64, usize)],
     consumed: &clients::Consumed,
 ) -> anyhow::Result<()> {
@@ -30,6 +29,16 @@ pub fn check_acked_present(
             m.2
         );
     }
+    Ok(())
+}
+
+/// Every acked message is consumed exactly at its acked offset, and within each partition the
+/// producer's order is kept.
+pub fn check_acked_present(
+    acked: &[(i32, i64, usize)],
+    consumed: &clients::Consumed,
+) -> anyhow::Result<()> {
+    check_acked_at_offsets(acked, consumed)?;
     for (p, msgs) in consumed {
         let mut last = None;
         for (off, key, _) in msgs {

@@ -3,7 +3,7 @@
 //! Afterwards every acknowledged message must be in the log at its acknowledged offset, and
 //! within each partition acknowledged messages keep the producer's order.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,21 +112,7 @@ pub fn check_acked_with_duplicates(
     acked: &[(i32, i64, usize)],
     consumed: &clients::Consumed,
 ) -> anyhow::Result<usize> {
-    let by_offset: HashMap<(i32, i64), &(i64, String, String)> = consumed
-        .iter()
-        .flat_map(|(p, msgs)| msgs.iter().map(move |m| ((*p, m.0), m)))
-        .collect();
-    for (p, off, i) in acked {
-        let m = by_offset
-            .get(&(*p, *off))
-            .with_context(|| format!("acked message {i} at {p}/{off} was not consumed"))?;
-        ensure!(
-            m.1 == format!("key-{i}") && m.2 == format!("value-{i}"),
-            "offset {p}/{off} holds {:?}={:?}, expected message {i}",
-            m.1,
-            m.2
-        );
-    }
+    crate::basic::check_acked_at_offsets(acked, consumed)?;
     let acked_ids: HashSet<usize> = acked.iter().map(|a| a.2).collect();
     let mut duplicates = 0;
     for (p, msgs) in consumed {
