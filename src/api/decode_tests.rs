@@ -33,6 +33,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::UpdateMetadata => req.decode::<UpdateMetadataRequest>().map(|_| ()),
         ApiKey::StopReplica => req.decode::<StopReplicaRequest>().map(|_| ()),
         ApiKey::ControlledShutdown => req.decode::<ControlledShutdownRequest>().map(|_| ()),
+        ApiKey::OffsetForLeaderEpoch => req.decode::<OffsetForLeaderEpochRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -85,7 +86,17 @@ fn valid_frames() -> Vec<Bytes> {
                 ApiKey::ControlledShutdown => {
                     encode(*key, v, &ControlledShutdownRequest::default())
                 }
-                _ => continue,
+                ApiKey::OffsetForLeaderEpoch => {
+                    let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+                    t.topic = TopicName(StrBytes::from_static_str("t"));
+                    t.partitions =
+                        vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default()];
+                    let mut r = OffsetForLeaderEpochRequest::default();
+                    r.topics = vec![t];
+                    encode(*key, v, &r)
+                }
+                // Every advertised API must be fuzzed: a new one needs a frame here.
+                other => panic!("no valid frame for advertised {other:?}"),
             };
             out.push(f);
         }

@@ -411,6 +411,53 @@ async fn kip101_divergent_old_leader_is_truncated_to_the_new_history() -> anyhow
         };
         ensure!(key == expect, "offset {off} holds {key}, expected {expect}");
     }
+    // OffsetForLeaderEpoch on the wire: epoch 0 ended where the new leader's history began;
+    // CurrentLeaderEpoch fences older and newer callers; a follower is not the one to ask.
+    let epoch = state(&cluster, topic, 0).await?["leader_epoch"]
+        .as_i64()
+        .context("leader_epoch")? as i32;
+    let ask = |broker: i32, current: i32| {
+        let addr = cluster.broker_addr(broker).to_string();
+        async move {
+            let mut conn = gregor::protocol::client::BrokerConnection::connect(
+                &addr,
+                "it-epochs",
+                Duration::from_secs(5),
+            )
+            .await?;
+            let mut p = kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.partition = 0;
+            p.current_leader_epoch = current;
+            p.leader_epoch = 0;
+            let mut t =
+                kafka_protocol::messages::offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+            t.topic = kafka_protocol::messages::TopicName(topic.to_string().into());
+            t.partitions = vec![p];
+            let mut req = kafka_protocol::messages::OffsetForLeaderEpochRequest::default();
+            req.replica_id = kafka_protocol::messages::BrokerId(-1);
+            req.topics = vec![t];
+            let resp = conn.send(&req, 3).await?;
+            let e = resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .context("empty OffsetForLeaderEpoch response")?;
+            anyhow::Ok((e.error_code, e.leader_epoch, e.end_offset))
+        }
+    };
+    ensure!(
+        ask(new_leader, epoch).await? == (0, 0, diverge_at),
+        "epoch 0 end"
+    );
+    ensure!(
+        ask(new_leader, epoch - 1).await?.0 == 74,
+        "older epoch not fenced"
+    );
+    ensure!(
+        ask(new_leader, epoch + 1).await?.0 == 75,
+        "newer epoch not unknown"
+    );
+    ensure!(ask(old_leader, epoch).await?.0 == 6, "a follower answered");
     eprintln!(
         "replicas 0,1,2 hold identical records at offsets 0..{} (old leader {old_leader} \
          truncated {} orphans, new leader {new_leader})",
