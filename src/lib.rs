@@ -11,6 +11,8 @@
 //! - [`controller`]: election on `/controller`, the single event loop, partition and replica state
 //!   machines, and the channel that sends LeaderAndIsr/UpdateMetadata/StopReplica to brokers over the
 //!   Kafka protocol. Calls `zk` and `protocol::client`.
+//! - [`coordinator`]: the group coordinator on `__consumer_offsets` (in progress: the group state
+//!   machine and the offsets topic's record formats; not yet served).
 //! - [`metadata`]: the broker's cache of live brokers, topics, leaders and ISR fed by UpdateMetadata.
 //! - [`log`]: the LogManager: segments, indexes, checkpoints, recovery, retention. No ZooKeeper, no
 //!   sockets.
@@ -24,6 +26,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod log;
 pub mod metadata;
 pub mod network;
