@@ -2,3 +2,4 @@
 //! `GroupMetadataManager`, reference §7). For now the pure pieces: the group state machine.
 
 pub mod group;
+pub mod membership;

@@ -35,6 +35,16 @@ pub const TOPIC_DELETION_DISABLED: i16 = 73;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const STALE_BROKER_EPOCH: i16 = 77;
+// Group coordinator errors (reference §7).
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+pub const NOT_COORDINATOR: i16 = 16;
+pub const ILLEGAL_GENERATION: i16 = 22;
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// Whether a client retries after this code (Kafka's `RetriableException` subclasses).
 pub fn is_retriable(code: i16) -> bool {

@@ -1,0 +1,667 @@
+//! Group membership (Kafka's `GroupCoordinator` join/sync/heartbeat/leave paths, reference §7):
+//! JoinGroup parks until the join phase completes, SyncGroup parks until the leader's
+//! assignment arrives, and a clock tick expires sessions, join deadlines and the initial
+//! rebalance delay.
+//!
+//! All groups sit behind one mutex that is never held across an `.await`: a parked request waits
+//! on a oneshot channel filled when the phase completes. Time comes in as `now_ms` arguments so
+//! the rules can be tested without sleeping; [`Membership::run_ticker`] drives them in the
+//! broker. Persisting group records to `__consumer_offsets` is not wired yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use super::group::{Group, GroupState, Member};
+use crate::protocol::errors;
+
+/// The `group.*` broker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct MembershipConfig {
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub initial_rebalance_delay_ms: i32,
+    pub max_size: usize,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self {
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3000,
+            max_size: usize::MAX,
+        }
+    }
+}
+
+/// A JoinGroup as the coordinator needs it.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    /// Empty for a new member.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+ without a group instance id: a new member first gets MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+/// A JoinGroup answer. `members` is filled for the leader only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: i16,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinResponse {
+    fn error(error: i16, member_id: &str) -> Self {
+        Self {
+            error,
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+/// A SyncGroup answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResponse {
+    fn error(error: i16) -> Self {
+        Self {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// Per-group bookkeeping around the pure [`Group`].
+struct Entry {
+    group: Group,
+    joins: HashMap<String, oneshot::Sender<JoinResponse>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResponse>>,
+    /// Session deadline of every member and pending member id.
+    session_deadline_ms: HashMap<String, i64>,
+    /// When the current join phase ends at the latest.
+    join_deadline_ms: Option<i64>,
+    /// The initial rebalance delay of an Empty group: (phase end, rebalance time left).
+    initial_delay: Option<(i64, i64)>,
+}
+
+impl Entry {
+    fn new(group_id: &str, now_ms: i64) -> Self {
+        Self {
+            group: Group::new(group_id, now_ms),
+            joins: HashMap::new(),
+            syncs: HashMap::new(),
+            session_deadline_ms: HashMap::new(),
+            join_deadline_ms: None,
+            initial_delay: None,
+        }
+    }
+
+    fn touch(&mut self, member_id: &str, now_ms: i64) {
+        let timeout = self
+            .group
+            .member(member_id)
+            .map(|m| m.session_timeout_ms)
+            .unwrap_or(0);
+        self.session_deadline_ms
+            .insert(member_id.to_string(), now_ms + i64::from(timeout));
+    }
+}
+
+/// What a join attempt did: answered at once, or parked until the phase completes.
+enum Joined {
+    Now(JoinResponse),
+    Parked(oneshot::Receiver<JoinResponse>),
+}
+
+/// The membership side of the group coordinator.
+#[derive(Clone)]
+pub struct Membership {
+    config: MembershipConfig,
+    groups: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn new_member_id(prefix: &str) -> String {
+    // Kafka: clientId (or instance id) + "-" + a random UUID.
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = rand_byte(i);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{prefix}-{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Bytes that differ between calls and processes; member ids only need to be unique, not secret.
+fn rand_byte(i: usize) -> u8 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(i);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (h.finish() & 0xff) as u8
+}
+
+impl Membership {
+    pub fn new(config: MembershipConfig) -> Self {
+        Self {
+            config,
+            groups: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn groups(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+        match self.groups.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The state of a group, if known (tests, DescribeGroups).
+    pub fn group_state(&self, group_id: &str) -> Option<(GroupState, i32, Option<String>, usize)> {
+        self.groups().get(group_id).map(|e| {
+            (
+                e.group.state(),
+                e.group.generation_id,
+                e.group.leader_id.clone(),
+                e.group.size(),
+            )
+        })
+    }
+
+    /// JoinGroup: waits until the join phase completes (or answers at once with an error or
+    /// MEMBER_ID_REQUIRED).
+    pub async fn join(&self, req: JoinRequest, now_ms: i64) -> JoinResponse {
+        let joined = self.join_now(req.clone(), now_ms);
+        match joined {
+            Joined::Now(r) => r,
+            Joined::Parked(rx) => rx
+                .await
+                .unwrap_or_else(|_| JoinResponse::error(errors::UNKNOWN_MEMBER_ID, &req.member_id)),
+        }
+    }
+
+    fn join_now(&self, req: JoinRequest, now_ms: i64) -> Joined {
+        let cfg = self.config;
+        if req.session_timeout_ms < cfg.min_session_timeout_ms
+            || req.session_timeout_ms > cfg.max_session_timeout_ms
+        {
+            return Joined::Now(JoinResponse::error(
+                errors::INVALID_SESSION_TIMEOUT,
+                &req.member_id,
+            ));
+        }
+        let mut groups = self.groups();
+        if !req.member_id.is_empty() && !groups.contains_key(&req.group_id) {
+            return Joined::Now(JoinResponse::error(
+                errors::UNKNOWN_MEMBER_ID,
+                &req.member_id,
+            ));
+        }
+        let entry = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(|| Entry::new(&req.group_id, now_ms));
+        let names: Vec<String> = req.protocols.iter().map(|(n, _)| n.clone()).collect();
+        if entry.group.is(GroupState::Dead) {
+            // The group was unloaded or deleted under the request.
+            return Joined::Now(JoinResponse::error(
+                errors::COORDINATOR_NOT_AVAILABLE,
+                &req.member_id,
+            ));
+        }
+        if !entry.group.supports_protocols(&req.protocol_type, &names) {
+            return Joined::Now(JoinResponse::error(
+                errors::INCONSISTENT_GROUP_PROTOCOL,
+                &req.member_id,
+            ));
+        }
+        if req.member_id.is_empty() {
+            self.join_new_member(entry, req, now_ms)
+        } else {
+            self.join_known_member(entry, req, now_ms)
+        }
+    }
+
+    fn join_new_member(&self, entry: &mut Entry, req: JoinRequest, now_ms: i64) -> Joined {
+        if entry.group.size() >= self.config.max_size {
+            return Joined::Now(JoinResponse::error(errors::GROUP_MAX_SIZE_REACHED, ""));
+        }
+        let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
+        let member_id = new_member_id(prefix);
+        if req.require_known_member_id {
+            // KIP-394: hand out the id first; the member rejoins with it within a session.
+            entry.group.pending_members.insert(member_id.clone());
+            entry.session_deadline_ms.insert(
+                member_id.clone(),
+                now_ms + i64::from(req.session_timeout_ms),
+            );
+            return Joined::Now(JoinResponse::error(errors::MEMBER_ID_REQUIRED, &member_id));
+        }
+        self.add_member_and_rebalance(entry, req, member_id, now_ms)
+    }
+
+    fn join_known_member(&self, entry: &mut Entry, req: JoinRequest, now_ms: i64) -> Joined {
+        let member_id = req.member_id.clone();
+        if entry.group.pending_members.contains(&member_id) {
+            return self.add_member_and_rebalance(entry, req, member_id, now_ms);
+        }
+        if !entry.group.has_member(&member_id) {
+            return Joined::Now(JoinResponse::error(errors::UNKNOWN_MEMBER_ID, &member_id));
+        }
+        let state = entry.group.state();
+        let changed = entry
+            .group
+            .member(&member_id)
+            .is_some_and(|m| m.protocols != req.protocols);
+        // Kafka's doJoinGroup for a known member: an unchanged member rejoining while the
+        // group completes the rebalance, or a follower of a stable group, gets the current
+        // generation back (its earlier JoinGroup answer was probably lost); anything else
+        // (the leader of a stable group, new metadata) starts a rebalance.
+        let resend = !changed
+            && match state {
+                GroupState::CompletingRebalance => true,
+                GroupState::Stable => !entry.group.is_leader(&member_id),
+                _ => false,
+            };
+        if resend {
+            entry.touch(&member_id, now_ms);
+            return Joined::Now(self.join_response(entry, &member_id));
+        }
+        self.update_member(entry, &req, now_ms);
+        let (tx, rx) = oneshot::channel();
+        entry.joins.insert(member_id, tx);
+        self.prepare_rebalance(entry, now_ms);
+        self.maybe_complete_join(entry, now_ms);
+        Joined::Parked(rx)
+    }
+
+    fn update_member(&self, entry: &mut Entry, req: &JoinRequest, now_ms: i64) {
+        if let Some(m) = entry.group.member_mut(&req.member_id) {
+            m.protocols = req.protocols.clone();
+            m.session_timeout_ms = req.session_timeout_ms;
+            m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+            m.awaiting_join = true;
+        }
+        entry.touch(&req.member_id, now_ms);
+    }
+
+    fn add_member_and_rebalance(
+        &self,
+        entry: &mut Entry,
+        req: JoinRequest,
+        member_id: String,
+        now_ms: i64,
+    ) -> Joined {
+        entry.group.add(Member {
+            member_id: member_id.clone(),
+            group_instance_id: req.group_instance_id,
+            client_id: req.client_id,
+            client_host: req.client_host,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            session_timeout_ms: req.session_timeout_ms,
+            protocol_type: req.protocol_type,
+            protocols: req.protocols,
+            assignment: Bytes::new(),
+            awaiting_join: true,
+            awaiting_sync: false,
+        });
+        entry.touch(&member_id, now_ms);
+        if entry.group.is(GroupState::PreparingRebalance) && entry.initial_delay.is_some() {
+            entry.group.new_member_added = true;
+        }
+        let (tx, rx) = oneshot::channel();
+        entry.joins.insert(member_id, tx);
+        self.prepare_rebalance(entry, now_ms);
+        self.maybe_complete_join(entry, now_ms);
+        Joined::Parked(rx)
+    }
+
+    /// Starts a join phase (Kafka's `prepareRebalance`): parked syncs fail with
+    /// REBALANCE_IN_PROGRESS; an Empty group first waits the initial rebalance delay.
+    fn prepare_rebalance(&self, entry: &mut Entry, now_ms: i64) {
+        if entry.group.is(GroupState::PreparingRebalance) {
+            return;
+        }
+        if entry.group.is(GroupState::CompletingRebalance) {
+            for (_, tx) in entry.syncs.drain() {
+                let _ = tx.send(SyncResponse::error(errors::REBALANCE_IN_PROGRESS));
+            }
+        }
+        let was_empty = entry.group.is(GroupState::Empty);
+        if entry
+            .group
+            .transition_to(GroupState::PreparingRebalance, now_ms)
+            .is_err()
+        {
+            return;
+        }
+        let timeout = i64::from(entry.group.max_rebalance_timeout_ms());
+        if was_empty {
+            let delay = i64::from(self.config.initial_rebalance_delay_ms);
+            entry.initial_delay = Some((now_ms + delay, (timeout - delay).max(0)));
+            entry.group.new_member_added = false;
+        } else {
+            entry.initial_delay = None;
+        }
+        entry.join_deadline_ms = Some(now_ms + timeout);
+        tracing::info!(group = %entry.group.group_id, generation = entry.group.generation_id,
+            members = entry.group.size(), "preparing to rebalance");
+    }
+
+    /// Completes the join phase once everyone rejoined (outside the initial delay).
+    fn maybe_complete_join(&self, entry: &mut Entry, now_ms: i64) {
+        if entry.group.is(GroupState::PreparingRebalance)
+            && entry.initial_delay.is_none()
+            && entry.group.has_all_members_joined()
+        {
+            self.complete_join(entry, now_ms);
+        }
+    }
+
+    /// Kafka's `onCompleteJoin`: members that did not rejoin are dropped, the next generation
+    /// starts and every parked JoinGroup is answered (the leader with the member list).
+    fn complete_join(&self, entry: &mut Entry, now_ms: i64) {
+        for id in entry.group.not_yet_rejoined() {
+            entry.group.remove(&id);
+            entry.session_deadline_ms.remove(&id);
+        }
+        entry.initial_delay = None;
+        entry.join_deadline_ms = None;
+        if entry.group.init_next_generation(now_ms).is_err() {
+            return;
+        }
+        tracing::info!(group = %entry.group.group_id, generation = entry.group.generation_id,
+            protocol = ?entry.group.protocol_name, leader = ?entry.group.leader_id,
+            members = entry.group.size(), "join phase complete");
+        let waiting: Vec<(String, oneshot::Sender<JoinResponse>)> = entry.joins.drain().collect();
+        for (member_id, tx) in waiting {
+            entry.touch(&member_id, now_ms);
+            let _ = tx.send(self.join_response(entry, &member_id));
+        }
+    }
+
+    fn join_response(&self, entry: &Entry, member_id: &str) -> JoinResponse {
+        let g = &entry.group;
+        let members = if g.is_leader(member_id) {
+            let protocol = g.protocol_name.clone().unwrap_or_default();
+            g.members()
+                .map(|m| {
+                    (
+                        m.member_id.clone(),
+                        m.group_instance_id.clone(),
+                        m.metadata(&protocol).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinResponse {
+            error: errors::NONE,
+            generation_id: g.generation_id,
+            protocol_type: g.protocol_type.clone(),
+            protocol_name: g.protocol_name.clone(),
+            leader: g.leader_id.clone().unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members,
+        }
+    }
+
+    /// SyncGroup: in CompletingRebalance waits for the leader's assignment; in Stable returns
+    /// the member's stored assignment.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+        now_ms: i64,
+    ) -> SyncResponse {
+        let rx = {
+            let mut groups = self.groups();
+            let Some(entry) = groups.get_mut(group_id) else {
+                return SyncResponse::error(errors::UNKNOWN_MEMBER_ID);
+            };
+            if !entry.group.has_member(member_id) {
+                return SyncResponse::error(errors::UNKNOWN_MEMBER_ID);
+            }
+            if generation_id != entry.group.generation_id {
+                return SyncResponse::error(errors::ILLEGAL_GENERATION);
+            }
+            entry.touch(member_id, now_ms);
+            match entry.group.state() {
+                GroupState::Empty | GroupState::Dead => {
+                    return SyncResponse::error(errors::UNKNOWN_MEMBER_ID)
+                }
+                GroupState::PreparingRebalance => {
+                    return SyncResponse::error(errors::REBALANCE_IN_PROGRESS)
+                }
+                GroupState::Stable => return self.sync_response(entry, member_id),
+                GroupState::CompletingRebalance => {}
+            }
+            let (tx, rx) = oneshot::channel();
+            entry.syncs.insert(member_id.to_string(), tx);
+            if entry.group.is_leader(member_id) {
+                let ids: Vec<String> = entry.group.members().map(|m| m.member_id.clone()).collect();
+                for id in ids {
+                    let a = assignments
+                        .iter()
+                        .find(|(m, _)| *m == id)
+                        .map(|(_, a)| a.clone())
+                        .unwrap_or_default();
+                    if let Some(m) = entry.group.member_mut(&id) {
+                        m.assignment = a;
+                    }
+                }
+                if entry
+                    .group
+                    .transition_to(GroupState::Stable, now_ms)
+                    .is_ok()
+                {
+                    tracing::info!(group = %group_id, generation = generation_id,
+                        "assignment received; group stable");
+                    let waiting: Vec<(String, oneshot::Sender<SyncResponse>)> =
+                        entry.syncs.drain().collect();
+                    for (id, tx) in waiting {
+                        let _ = tx.send(self.sync_response(entry, &id));
+                    }
+                }
+            }
+            rx
+        };
+        rx.await
+            .unwrap_or_else(|_| SyncResponse::error(errors::REBALANCE_IN_PROGRESS))
+    }
+
+    fn sync_response(&self, entry: &Entry, member_id: &str) -> SyncResponse {
+        SyncResponse {
+            error: errors::NONE,
+            protocol_type: entry.group.protocol_type.clone(),
+            protocol_name: entry.group.protocol_name.clone(),
+            assignment: entry
+                .group
+                .member(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Heartbeat: keeps the session alive and tells the member when to rejoin.
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        now_ms: i64,
+    ) -> i16 {
+        let mut groups = self.groups();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return errors::UNKNOWN_MEMBER_ID;
+        };
+        if !entry.group.has_member(member_id) {
+            return errors::UNKNOWN_MEMBER_ID;
+        }
+        // Kafka's handleHeartbeat, state by state.
+        match entry.group.state() {
+            GroupState::Empty | GroupState::Dead => errors::UNKNOWN_MEMBER_ID,
+            GroupState::CompletingRebalance => {
+                entry.touch(member_id, now_ms);
+                errors::REBALANCE_IN_PROGRESS
+            }
+            _ if generation_id != entry.group.generation_id => errors::ILLEGAL_GENERATION,
+            GroupState::PreparingRebalance => {
+                entry.touch(member_id, now_ms);
+                errors::REBALANCE_IN_PROGRESS
+            }
+            GroupState::Stable => {
+                entry.touch(member_id, now_ms);
+                errors::NONE
+            }
+        }
+    }
+
+    /// LeaveGroup for one member.
+    pub fn leave(&self, group_id: &str, member_id: &str, now_ms: i64) -> i16 {
+        let mut groups = self.groups();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return errors::UNKNOWN_MEMBER_ID;
+        };
+        if entry.group.pending_members.remove(member_id) {
+            entry.session_deadline_ms.remove(member_id);
+            return errors::NONE;
+        }
+        if !entry.group.has_member(member_id) {
+            return errors::UNKNOWN_MEMBER_ID;
+        }
+        tracing::info!(group = %group_id, member = %member_id, "member left");
+        self.remove_member_and_rebalance(entry, member_id, now_ms);
+        errors::NONE
+    }
+
+    fn remove_member_and_rebalance(&self, entry: &mut Entry, member_id: &str, now_ms: i64) {
+        entry.group.remove(member_id);
+        entry.session_deadline_ms.remove(member_id);
+        if let Some(tx) = entry.joins.remove(member_id) {
+            let _ = tx.send(JoinResponse::error(errors::UNKNOWN_MEMBER_ID, member_id));
+        }
+        match entry.group.state() {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(entry, now_ms);
+                self.maybe_complete_join(entry, now_ms);
+            }
+            GroupState::PreparingRebalance => self.maybe_complete_join(entry, now_ms),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    /// Expires sessions, pending member ids, the initial delay and join deadlines at `now_ms`.
+    pub fn tick(&self, now_ms: i64) {
+        let mut groups = self.groups();
+        for entry in groups.values_mut() {
+            let expired: Vec<String> = entry
+                .session_deadline_ms
+                .iter()
+                .filter(|(id, deadline)| {
+                    // A member parked in JoinGroup or SyncGroup is kept alive, as Kafka does.
+                    **deadline < now_ms
+                        && !entry.joins.contains_key(*id)
+                        && !entry.syncs.contains_key(*id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in expired {
+                if entry.group.pending_members.remove(&id) {
+                    entry.session_deadline_ms.remove(&id);
+                    self.maybe_complete_join(entry, now_ms);
+                    continue;
+                }
+                tracing::info!(group = %entry.group.group_id, member = %id,
+                    "member session expired");
+                self.remove_member_and_rebalance(entry, &id, now_ms);
+            }
+            if let Some((end, remaining)) = entry.initial_delay {
+                if now_ms >= end {
+                    let delay = i64::from(self.config.initial_rebalance_delay_ms);
+                    if entry.group.new_member_added && remaining > 0 {
+                        let next = delay.min(remaining);
+                        entry.initial_delay = Some((now_ms + next, remaining - next));
+                        entry.group.new_member_added = false;
+                    } else {
+                        entry.initial_delay = None;
+                        self.maybe_complete_join(entry, now_ms);
+                    }
+                }
+            }
+            if entry.join_deadline_ms.is_some_and(|d| now_ms >= d)
+                && entry.group.is(GroupState::PreparingRebalance)
+            {
+                self.complete_join(entry, now_ms);
+            }
+        }
+    }
+
+    /// Calls [`Membership::tick`] every 100 ms until `shutdown`.
+    pub async fn run_ticker(self, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = every.tick() => self.tick(now_ms()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "membership_tests.rs"]
+mod tests;
