@@ -157,35 +157,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Kafka's member id: the client id (or the static instance id), "-", a random UUID.
 fn new_member_id(prefix: &str) -> String {
-    // Kafka: clientId (or instance id) + "-" + a random UUID.
-    let mut bytes = [0u8; 16];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = rand_byte(i);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{prefix}-{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// Bytes that differ between calls and processes; member ids only need to be unique, not secret.
-fn rand_byte(i: usize) -> u8 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_usize(i);
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (h.finish() & 0xff) as u8
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
 }
 
 impl Membership {
