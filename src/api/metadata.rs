@@ -96,6 +96,25 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
 
 /// Creates `topic` with the broker defaults, as Kafka's auto-create does, and answers
 /// LEADER_NOT_AVAILABLE so the client retries once the controller has elected leaders.
+/// Kafka's `offsetsTopicConfigs`: compacted (the newest commit per key is what matters; this
+/// broker does not compact yet, but the policy keeps time retention from deleting commits),
+/// `offsets.topic.segment.bytes`, and batches kept as the coordinator wrote them.
+pub(crate) fn offsets_topic_configs(
+    ctx: &ApiContext,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        ("cleanup.policy", "compact".to_string()),
+        (
+            "segment.bytes",
+            ctx.config.offsets_topic_segment_bytes.to_string(),
+        ),
+        ("compression.type", "producer".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {
     let snap = ctx.metadata.snapshot();
     let live: Vec<i32> = snap.brokers.keys().copied().collect();
@@ -115,7 +134,11 @@ async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {
         num_partitions: partitions,
         replication_factor: rf,
         assignment: None,
-        configs: Default::default(),
+        configs: if topic == OFFSETS_TOPIC {
+            offsets_topic_configs(ctx)
+        } else {
+            Default::default()
+        },
     };
     match admin::create_topic(&ctx.zk.get(), &live, &spec, false).await {
         Ok(()) => {

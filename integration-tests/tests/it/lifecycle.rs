@@ -259,3 +259,57 @@ async fn list_offsets_by_timestamp_finds_the_first_record_at_or_after() -> anyho
     }
     Ok(())
 }
+
+/// A Metadata request naming `__consumer_offsets` creates it with Kafka's internal-topic
+/// settings: offsets.topic.num.partitions partitions, compacted, offsets.topic.segment.bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn offsets_topic_is_created_on_first_use_with_kafkas_configs() -> anyhow::Result<()> {
+    let cluster = clients::start_cluster(
+        ClusterOptions::new(1)
+            .with_override("offsets.topic.replication.factor", 1)
+            .with_override("offsets.topic.num.partitions", 5)
+            .with_override("offsets.topic.segment.bytes", 10_485_760),
+    )
+    .await?;
+    // Metadata v8 naming the topic with auto-creation allowed; the first answer is
+    // LEADER_NOT_AVAILABLE while the topic is created.
+    let mut conn = gregor::protocol::client::BrokerConnection::connect(
+        &cluster.broker_addr(0).to_string(),
+        "it-offsets",
+        Duration::from_secs(5),
+    )
+    .await?;
+    let mut topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(kafka_protocol::messages::TopicName(
+        "__consumer_offsets".into(),
+    ));
+    let mut req = kafka_protocol::messages::MetadataRequest::default();
+    req.topics = Some(vec![topic]);
+    req.allow_auto_topic_creation = true;
+    let first = conn.send(&req, 8).await?;
+    ensure!(
+        first
+            .topics
+            .first()
+            .is_some_and(|t| t.error_code == 5 && t.is_internal),
+        "first answer {:?}",
+        first.topics.first().map(|t| (t.error_code, t.is_internal))
+    );
+    clients::wait_for_leaders(
+        &cluster.bootstrap(),
+        "__consumer_offsets",
+        5,
+        Duration::from_secs(30),
+    )?;
+    let config = cluster
+        .zk_get_json("/config/topics/__consumer_offsets")
+        .await?
+        .context("/config/topics/__consumer_offsets")?;
+    ensure!(
+        config["config"]["cleanup.policy"] == "compact"
+            && config["config"]["segment.bytes"] == "10485760"
+            && config["config"]["compression.type"] == "producer",
+        "offsets topic config {config}"
+    );
+    Ok(())
+}
