@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::api::ApiContext;
 use crate::config::KafkaConfig;
 use crate::controller::{self, ControllerHandle, Event};
+use crate::coordinator::GroupCoordinator;
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
 use crate::network::{self, ConnectionLimits};
@@ -174,7 +175,9 @@ pub async fn run(
     let (controller, controller_task) =
         controller::start(config.clone(), zk_handle.clone(), shutdown_rx.clone());
 
+    let coordinator = GroupCoordinator::new(&config, replicas.clone());
     let ctx = ApiContext {
+        coordinator: coordinator.clone(),
         config: config.clone(),
         cluster_id: cluster_id.into(),
         replicas: replicas.clone(),
@@ -214,6 +217,7 @@ pub async fn run(
     };
 
     let replication_tasks = replicas.start(shutdown_rx.clone());
+    let coordinator_tasks = coordinator.start(shutdown_rx.clone());
 
     let session_keeper = tokio::spawn(keep_session(
         config.clone(),
@@ -240,7 +244,7 @@ pub async fn run(
     let _ = controller_task.await;
     let _ = background.await;
     replicas.shutdown();
-    for t in replication_tasks {
+    for t in replication_tasks.into_iter().chain(coordinator_tasks) {
         t.abort();
     }
     session_keeper.abort();

@@ -20,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{error_code, ApiContext, ApiError, Req, Response};
+use crate::coordinator::store::OFFSETS_TOPIC;
 use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
 use crate::protocol::errors;
@@ -125,10 +126,26 @@ pub(super) async fn leader_and_isr(
             )
         })
         .collect();
+    let elections: Vec<(TopicPartition, i32, i32)> = parsed
+        .iter()
+        .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
+        .map(|(tp, s)| (tp.clone(), s.leader, s.leader_epoch))
+        .collect();
     let outcomes = ctx
         .replicas
         .become_leader_or_follower(parsed, &live_leaders)
         .await;
+    // Kafka's onLeadershipChange: the group coordinator follows the offsets partitions.
+    for (tp, leader, epoch) in elections {
+        if !outcomes.iter().any(|(t, r)| *t == tp && r.is_ok()) {
+            continue;
+        }
+        if leader == ctx.broker_id() {
+            ctx.coordinator.on_election(tp.partition, epoch);
+        } else {
+            ctx.coordinator.on_resignation(tp.partition);
+        }
+    }
     resp.partition_errors = outcomes
         .into_iter()
         .map(|(tp, r)| {
@@ -302,18 +319,24 @@ pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
             resp.error_code = code;
             partitions.into_iter().map(|(tp, _)| (tp, code)).collect()
         }
-        None => ctx
-            .replicas
-            .stop_replicas(partitions)
-            .into_iter()
-            .map(|(tp, r)| {
-                let code = match r {
-                    Ok(()) => errors::NONE,
-                    Err(e) => error_code(&e),
-                };
-                (tp, code)
-            })
-            .collect(),
+        None => {
+            for (tp, _) in partitions
+                .iter()
+                .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
+            {
+                ctx.coordinator.on_resignation(tp.partition);
+            }
+            ctx.replicas.stop_replicas(partitions)
+        }
+        .into_iter()
+        .map(|(tp, r)| {
+            let code = match r {
+                Ok(()) => errors::NONE,
+                Err(e) => error_code(&e),
+            };
+            (tp, code)
+        })
+        .collect(),
     };
     resp.partition_errors = outcomes
         .into_iter()

@@ -19,7 +19,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
             version: f.api_version,
         });
     }
-    let req = Req::from_frame(f);
+    let req = Req::from_frame(f, String::new());
     match req.key {
         ApiKey::ApiVersions => req.decode::<ApiVersionsRequest>().map(|_| ()),
         ApiKey::Metadata => req.decode::<MetadataRequest>().map(|_| ()),
@@ -34,6 +34,15 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::StopReplica => req.decode::<StopReplicaRequest>().map(|_| ()),
         ApiKey::ControlledShutdown => req.decode::<ControlledShutdownRequest>().map(|_| ()),
         ApiKey::OffsetForLeaderEpoch => req.decode::<OffsetForLeaderEpochRequest>().map(|_| ()),
+        ApiKey::FindCoordinator => req.decode::<FindCoordinatorRequest>().map(|_| ()),
+        ApiKey::JoinGroup => req.decode::<JoinGroupRequest>().map(|_| ()),
+        ApiKey::SyncGroup => req.decode::<SyncGroupRequest>().map(|_| ()),
+        ApiKey::Heartbeat => req.decode::<HeartbeatRequest>().map(|_| ()),
+        ApiKey::LeaveGroup => req.decode::<LeaveGroupRequest>().map(|_| ()),
+        ApiKey::DescribeGroups => req.decode::<DescribeGroupsRequest>().map(|_| ()),
+        ApiKey::ListGroups => req.decode::<ListGroupsRequest>().map(|_| ()),
+        ApiKey::OffsetCommit => req.decode::<OffsetCommitRequest>().map(|_| ()),
+        ApiKey::OffsetFetch => req.decode::<OffsetFetchRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -95,6 +104,64 @@ fn valid_frames() -> Vec<Bytes> {
                     r.topics = vec![t];
                     encode(*key, v, &r)
                 }
+                ApiKey::FindCoordinator => {
+                    let mut r = FindCoordinatorRequest::default();
+                    r.key = StrBytes::from_static_str("group");
+                    encode(*key, v, &r)
+                }
+                ApiKey::JoinGroup => {
+                    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+                    p.name = StrBytes::from_static_str("range");
+                    p.metadata = Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't']);
+                    let mut r = JoinGroupRequest::default();
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    r.protocol_type = StrBytes::from_static_str("consumer");
+                    r.protocols = vec![p];
+                    encode(*key, v, &r)
+                }
+                ApiKey::SyncGroup => {
+                    let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+                    a.member_id = StrBytes::from_static_str("m");
+                    a.assignment = Bytes::from_static(&[0, 0]);
+                    let mut r = SyncGroupRequest::default();
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    r.assignments = vec![a];
+                    encode(*key, v, &r)
+                }
+                ApiKey::Heartbeat => encode(*key, v, &HeartbeatRequest::default()),
+                ApiKey::LeaveGroup => {
+                    let mut r = LeaveGroupRequest::default();
+                    if v >= 3 {
+                        r.members = vec![leave_group_request::MemberIdentity::default()];
+                    }
+                    encode(*key, v, &r)
+                }
+                ApiKey::DescribeGroups => {
+                    let mut r = DescribeGroupsRequest::default();
+                    r.groups = vec![GroupId(StrBytes::from_static_str("group"))];
+                    encode(*key, v, &r)
+                }
+                ApiKey::ListGroups => encode(*key, v, &ListGroupsRequest::default()),
+                ApiKey::OffsetCommit => {
+                    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+                    p.committed_metadata = Some(StrBytes::from_static_str("meta"));
+                    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+                    t.name = TopicName(StrBytes::from_static_str("t"));
+                    t.partitions = vec![p];
+                    let mut r = OffsetCommitRequest::default();
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    r.topics = vec![t];
+                    encode(*key, v, &r)
+                }
+                ApiKey::OffsetFetch => {
+                    let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+                    t.name = TopicName(StrBytes::from_static_str("t"));
+                    t.partition_indexes = vec![0, 1];
+                    let mut r = OffsetFetchRequest::default();
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    r.topics = Some(vec![t]);
+                    encode(*key, v, &r)
+                }
                 // Every advertised API must be fuzzed: a new one needs a frame here.
                 other => panic!("no valid frame for advertised {other:?}"),
             };
@@ -124,7 +191,7 @@ fn huge_array_counts_fail_cleanly() {
     b.put_i16(-1);
     b.put_i32(i32::MAX);
     let f = frame::decode_header(b.freeze()).unwrap();
-    let req = Req::from_frame(f);
+    let req = Req::from_frame(f, String::new());
     assert!(req.decode::<MetadataRequest>().is_err());
     // The same through a flexible (compact) array: Metadata v9 is not served, but CreateTopics
     // v4 is not flexible either, so use UpdateMetadata v6 (flexible) with a huge compact count.
@@ -139,7 +206,7 @@ fn huge_array_counts_fail_cleanly() {
     b.put_i64(0); // broker epoch
     b.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // compact array length varint ≈ 2^32
     let f = frame::decode_header(b.freeze()).unwrap();
-    let req = Req::from_frame(f);
+    let req = Req::from_frame(f, String::new());
     assert!(req.decode::<UpdateMetadataRequest>().is_err());
 }
 

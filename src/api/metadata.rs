@@ -12,8 +12,7 @@ use crate::controller::admin::{self, AdminError};
 use crate::metadata::Snapshot;
 use crate::protocol::errors;
 
-/// The internal topic clients must not produce to directly.
-pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub(crate) use crate::coordinator::store::OFFSETS_TOPIC;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: MetadataRequest = req.decode()?;
@@ -49,6 +48,13 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 let code = if let Err(reason) = admin::validate_topic_name(&name) {
                     tracing::debug!(topic = %name, %reason, "metadata for an invalid topic name");
                     errors::INVALID_TOPIC_EXCEPTION
+                } else if name == OFFSETS_TOPIC {
+                    // Kafka creates internal topics whenever they are named, and reports too few
+                    // brokers as INVALID_REPLICATION_FACTOR here.
+                    match ensure_offsets_topic(ctx).await {
+                        errors::COORDINATOR_NOT_AVAILABLE => errors::INVALID_REPLICATION_FACTOR,
+                        code => code,
+                    }
                 } else if allow_auto_create {
                     auto_create(ctx, &name).await
                 } else {
@@ -113,6 +119,24 @@ pub(crate) fn offsets_topic_configs(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// Creates `__consumer_offsets` (Kafka's `createInternalTopic`): LEADER_NOT_AVAILABLE once it is
+/// being created, COORDINATOR_NOT_AVAILABLE while fewer brokers are alive than
+/// `offsets.topic.replication.factor` (the factor is never lowered).
+pub(crate) async fn ensure_offsets_topic(ctx: &ApiContext) -> i16 {
+    let live = ctx.metadata.snapshot().brokers.len();
+    let rf = ctx.config.offsets_topic_replication_factor;
+    if live < usize::try_from(rf).unwrap_or(usize::MAX) {
+        tracing::warn!(
+            topic = OFFSETS_TOPIC,
+            live_brokers = live,
+            replication_factor = rf,
+            "too few live brokers for the offsets topic's replication factor"
+        );
+        return errors::COORDINATOR_NOT_AVAILABLE;
+    }
+    auto_create(ctx, OFFSETS_TOPIC).await
 }
 
 async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {

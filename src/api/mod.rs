@@ -12,9 +12,11 @@ mod controlled_shutdown;
 mod decode_tests;
 mod fetch;
 mod fetch_encode;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod offsets;
 mod produce;
 mod versions;
 
@@ -27,6 +29,7 @@ use kafka_protocol::protocol::Encodable;
 
 use crate::config::KafkaConfig;
 use crate::controller::ControllerHandle;
+use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataCache;
 use crate::protocol::errors;
 use crate::protocol::frame::{self, RequestFrame};
@@ -43,6 +46,7 @@ pub struct ApiContext {
     pub metadata: MetadataCache,
     pub zk: ZkHandle,
     pub controller: ControllerHandle,
+    pub coordinator: GroupCoordinator,
     /// This broker's epoch: the czxid of its `/brokers/ids/<id>` znode, renewed per session.
     pub broker_epoch: Arc<AtomicI64>,
 }
@@ -112,15 +116,21 @@ pub(crate) struct Req {
     pub version: i16,
     pub correlation_id: i32,
     pub body: Bytes,
+    /// The header's client id ("" when null).
+    pub client_id: String,
+    /// Kafka's form of the peer address, "/127.0.0.1".
+    pub client_host: String,
 }
 
 impl Req {
-    fn from_frame(f: RequestFrame) -> Self {
+    fn from_frame(f: RequestFrame, client_host: String) -> Self {
         Req {
             key: f.api_key,
             version: f.api_version,
             correlation_id: f.correlation_id,
             body: f.body,
+            client_id: f.client_id.unwrap_or_default(),
+            client_host,
         }
     }
 
@@ -149,7 +159,11 @@ impl Req {
 ///
 /// # Errors
 /// See the module docs: every `Err` closes the connection.
-pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Response>, ApiError> {
+pub async fn handle(
+    ctx: &ApiContext,
+    peer: Option<std::net::SocketAddr>,
+    frame_bytes: Bytes,
+) -> Result<Option<Response>, ApiError> {
     let (key, version, correlation_id) = frame::peek_fixed(&frame_bytes)?;
     // An ApiVersions request of a version we do not know is answered at v0 with
     // UNSUPPORTED_VERSION and our ranges (KIP-511), before its header is parsed: newer header
@@ -166,7 +180,8 @@ pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Respo
     }
     tracing::trace!(api = ?f.api_key, version = f.api_version, correlation_id,
         client = ?f.client_id, "request");
-    let req = Req::from_frame(f);
+    let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
+    let req = Req::from_frame(f, client_host);
     match req.key {
         ApiKey::ApiVersions => versions::handle(&req),
         ApiKey::Metadata => metadata::handle(ctx, &req).await,
@@ -181,6 +196,15 @@ pub async fn handle(ctx: &ApiContext, frame_bytes: Bytes) -> Result<Option<Respo
         ApiKey::StopReplica => control::stop_replica(ctx, &req),
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &req),
         ApiKey::ControlledShutdown => controlled_shutdown::handle(ctx, &req).await,
+        ApiKey::FindCoordinator => groups::find_coordinator(ctx, &req).await,
+        ApiKey::JoinGroup => groups::join_group(ctx, &req).await,
+        ApiKey::SyncGroup => groups::sync_group(ctx, &req).await,
+        ApiKey::Heartbeat => groups::heartbeat(ctx, &req),
+        ApiKey::LeaveGroup => groups::leave_group(ctx, &req),
+        ApiKey::DescribeGroups => groups::describe_groups(ctx, &req),
+        ApiKey::ListGroups => groups::list_groups(ctx, &req),
+        ApiKey::OffsetCommit => offsets::offset_commit(ctx, &req).await,
+        ApiKey::OffsetFetch => offsets::offset_fetch(ctx, &req).await,
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use super::records::{GroupValue, MemberValue, OffsetValue};
+
 /// A group's state; see [`GroupState::can_follow`] for the allowed transitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupState {
@@ -107,6 +109,8 @@ pub struct Group {
     pub pending_members: BTreeSet<String>,
     /// A member joined an Empty group during the initial rebalance delay.
     pub new_member_added: bool,
+    /// Committed offsets by (topic, partition).
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
 }
 
 impl Group {
@@ -123,6 +127,67 @@ impl Group {
             join_order: Vec::new(),
             pending_members: BTreeSet::new(),
             new_member_added: false,
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds a group from its `__consumer_offsets` record (Kafka's `GroupMetadata.loadGroup`):
+    /// Empty without members, else Stable with the stored generation, leader and assignments.
+    pub fn from_record(group_id: &str, v: &GroupValue, now_ms: i64) -> Self {
+        let mut g = Group::new(group_id, v.current_state_timestamp.unwrap_or(now_ms));
+        g.protocol_type = (!v.protocol_type.is_empty()).then(|| v.protocol_type.clone());
+        g.generation_id = v.generation;
+        g.protocol_name = v.protocol.clone();
+        for m in &v.members {
+            let protocol = v.protocol.clone().unwrap_or_default();
+            g.join_order.push(m.member_id.clone());
+            g.members.insert(
+                m.member_id.clone(),
+                Member {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout,
+                    session_timeout_ms: m.session_timeout,
+                    protocol_type: v.protocol_type.clone(),
+                    protocols: vec![(protocol, m.subscription.clone())],
+                    assignment: m.assignment.clone(),
+                    awaiting_join: false,
+                    awaiting_sync: false,
+                },
+            );
+        }
+        g.leader_id = v.leader.clone().filter(|l| g.members.contains_key(l));
+        if !g.members.is_empty() {
+            g.state = GroupState::Stable;
+        }
+        g
+    }
+
+    /// The group's record (Kafka's `groupMetadataValue`), with `assignment` deciding each
+    /// member's stored assignment.
+    pub fn to_record(&self, assignment: impl Fn(&Member) -> Bytes) -> GroupValue {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: self.leader_id.clone(),
+            current_state_timestamp: Some(self.state_timestamp_ms),
+            members: self
+                .members()
+                .map(|m| MemberValue {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout: m.rebalance_timeout_ms,
+                    session_timeout: m.session_timeout_ms,
+                    subscription: m.metadata(&protocol).cloned().unwrap_or_default(),
+                    assignment: assignment(m),
+                })
+                .collect(),
         }
     }
 

@@ -6,7 +6,8 @@
 //! All groups sit behind one mutex that is never held across an `.await`: a parked request waits
 //! on a oneshot channel filled when the phase completes. Time comes in as `now_ms` arguments so
 //! the rules can be tested without sleeping; [`Membership::run_ticker`] drives them in the
-//! broker. Persisting group records to `__consumer_offsets` is not wired yet.
+//! broker. The leader's assignment is written to `__consumer_offsets` (acks=-1) before the
+//! group becomes Stable; an emptied group's record is queued without waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +17,9 @@ use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 
 use super::group::{Group, GroupState, Member};
+use super::hash::partition_for;
+use super::records;
+use super::store::{group_store_error, GroupLog, Record, WriteQueue};
 use crate::protocol::errors;
 
 /// The `group.*` broker settings.
@@ -25,6 +29,12 @@ pub struct MembershipConfig {
     pub max_session_timeout_ms: i32,
     pub initial_rebalance_delay_ms: i32,
     pub max_size: usize,
+    /// `offsets.topic.num.partitions`: decides which partition stores a group.
+    pub offsets_partitions: i32,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes` in ms.
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for MembershipConfig {
@@ -34,6 +44,9 @@ impl Default for MembershipConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3000,
             max_size: usize::MAX,
+            offsets_partitions: 50,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: 10_080 * 60_000,
         }
     }
 }
@@ -68,7 +81,7 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    fn error(error: i16, member_id: &str) -> Self {
+    pub(super) fn error(error: i16, member_id: &str) -> Self {
         Self {
             error,
             generation_id: -1,
@@ -91,7 +104,7 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    fn error(error: i16) -> Self {
+    pub(super) fn error(error: i16) -> Self {
         Self {
             error,
             protocol_type: None,
@@ -102,12 +115,14 @@ impl SyncResponse {
 }
 
 /// Per-group bookkeeping around the pure [`Group`].
-struct Entry {
-    group: Group,
-    joins: HashMap<String, oneshot::Sender<JoinResponse>>,
-    syncs: HashMap<String, oneshot::Sender<SyncResponse>>,
+pub(super) struct Entry {
+    pub(super) group: Group,
+    /// The offsets partition that stores this group.
+    pub(super) partition: i32,
+    pub(super) joins: HashMap<String, oneshot::Sender<JoinResponse>>,
+    pub(super) syncs: HashMap<String, oneshot::Sender<SyncResponse>>,
     /// Session deadline of every member and pending member id.
-    session_deadline_ms: HashMap<String, i64>,
+    pub(super) session_deadline_ms: HashMap<String, i64>,
     /// When the current join phase ends at the latest.
     join_deadline_ms: Option<i64>,
     /// The initial rebalance delay of an Empty group: (phase end, rebalance time left).
@@ -115,9 +130,10 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(group_id: &str, now_ms: i64) -> Self {
+    pub(super) fn new(group: Group, partition: i32) -> Self {
         Self {
-            group: Group::new(group_id, now_ms),
+            group,
+            partition,
             joins: HashMap::new(),
             syncs: HashMap::new(),
             session_deadline_ms: HashMap::new(),
@@ -126,7 +142,7 @@ impl Entry {
         }
     }
 
-    fn touch(&mut self, member_id: &str, now_ms: i64) {
+    pub(super) fn touch(&mut self, member_id: &str, now_ms: i64) {
         let timeout = self
             .group
             .member(member_id)
@@ -146,11 +162,14 @@ enum Joined {
 /// The membership side of the group coordinator.
 #[derive(Clone)]
 pub struct Membership {
-    config: MembershipConfig,
+    pub(super) config: MembershipConfig,
     groups: Arc<Mutex<HashMap<String, Entry>>>,
+    pub(super) log: Arc<dyn GroupLog>,
+    /// Writes nobody waits for; [`WriteQueue::run`] appends them.
+    pub writes: WriteQueue,
 }
 
-fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -163,14 +182,24 @@ fn new_member_id(prefix: &str) -> String {
 }
 
 impl Membership {
-    pub fn new(config: MembershipConfig) -> Self {
+    pub fn new(config: MembershipConfig, log: Arc<dyn GroupLog>) -> Self {
         Self {
             config,
             groups: Arc::new(Mutex::new(HashMap::new())),
+            log,
+            writes: WriteQueue::default(),
         }
     }
 
-    fn groups(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    pub(super) fn partition_of(&self, group_id: &str) -> i32 {
+        partition_for(group_id, self.config.offsets_partitions)
+    }
+
+    pub(super) fn new_entry(&self, group_id: &str, now_ms: i64) -> Entry {
+        Entry::new(Group::new(group_id, now_ms), self.partition_of(group_id))
+    }
+
+    pub(super) fn groups(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         match self.groups.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -220,7 +249,7 @@ impl Membership {
         }
         let entry = groups
             .entry(req.group_id.clone())
-            .or_insert_with(|| Entry::new(&req.group_id, now_ms));
+            .or_insert_with(|| self.new_entry(&req.group_id, now_ms));
         let names: Vec<String> = req.protocols.iter().map(|(n, _)| n.clone()).collect();
         if entry.group.is(GroupState::Dead) {
             // The group was unloaded or deleted under the request.
@@ -356,7 +385,7 @@ impl Membership {
             return;
         }
         let timeout = i64::from(entry.group.max_rebalance_timeout_ms());
-        if was_empty {
+        if was_empty && self.config.initial_rebalance_delay_ms > 0 {
             let delay = i64::from(self.config.initial_rebalance_delay_ms);
             entry.initial_delay = Some((now_ms + delay, (timeout - delay).max(0)));
             entry.group.new_member_added = false;
@@ -389,6 +418,15 @@ impl Membership {
         entry.join_deadline_ms = None;
         if entry.group.init_next_generation(now_ms).is_err() {
             return;
+        }
+        if entry.group.is(GroupState::Empty) {
+            // Everyone left: the new generation is recorded without waiting (Kafka's
+            // onCompleteJoin stores an empty group the same way).
+            let value = entry.group.to_record(|_| Bytes::new());
+            self.writes.push(
+                entry.partition,
+                vec![group_record(&entry.group.group_id, &value)],
+            );
         }
         tracing::info!(group = %entry.group.group_id, generation = entry.group.generation_id,
             protocol = ?entry.group.protocol_name, leader = ?entry.group.leader_id,
@@ -428,7 +466,8 @@ impl Membership {
     }
 
     /// SyncGroup: in CompletingRebalance waits for the leader's assignment; in Stable returns
-    /// the member's stored assignment.
+    /// the member's stored assignment. The leader's assignment is written to the log first and
+    /// only then handed out, so a new coordinator can restore it.
     pub async fn sync(
         &self,
         group_id: &str,
@@ -437,7 +476,7 @@ impl Membership {
         assignments: Vec<(String, Bytes)>,
         now_ms: i64,
     ) -> SyncResponse {
-        let rx = {
+        let (rx, write) = {
             let mut groups = self.groups();
             let Some(entry) = groups.get_mut(group_id) else {
                 return SyncResponse::error(errors::UNKNOWN_MEMBER_ID);
@@ -461,14 +500,59 @@ impl Membership {
             }
             let (tx, rx) = oneshot::channel();
             entry.syncs.insert(member_id.to_string(), tx);
-            if entry.group.is_leader(member_id) {
-                let ids: Vec<String> = entry.group.members().map(|m| m.member_id.clone()).collect();
-                for id in ids {
-                    let a = assignments
-                        .iter()
-                        .find(|(m, _)| *m == id)
-                        .map(|(_, a)| a.clone())
-                        .unwrap_or_default();
+            let write = entry.group.is_leader(member_id).then(|| {
+                // Members the leader left out get an empty assignment.
+                let assigned: HashMap<String, Bytes> = entry
+                    .group
+                    .members()
+                    .map(|m| {
+                        let a = assignments
+                            .iter()
+                            .find(|(id, _)| *id == m.member_id)
+                            .map(|(_, a)| a.clone())
+                            .unwrap_or_default();
+                        (m.member_id.clone(), a)
+                    })
+                    .collect();
+                let value = entry
+                    .group
+                    .to_record(|m| assigned.get(&m.member_id).cloned().unwrap_or_default());
+                (entry.partition, group_record(group_id, &value), assigned)
+            });
+            (rx, write)
+        };
+        if let Some((partition, record, assigned)) = write {
+            let stored = self.log.append(partition, vec![record]).await;
+            self.finish_assignment(group_id, generation_id, assigned, stored, now_ms);
+        }
+        rx.await
+            .unwrap_or_else(|_| SyncResponse::error(errors::REBALANCE_IN_PROGRESS))
+    }
+
+    /// After the leader's group record was appended: hand the assignment out and go Stable,
+    /// or, if the write failed, fail every parked SyncGroup and rebalance (Kafka's
+    /// `resetAndPropagateAssignmentError` + `maybePrepareRebalance`). Nothing happens if the
+    /// group moved on meanwhile.
+    fn finish_assignment(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        assigned: HashMap<String, Bytes>,
+        stored: Result<(), i16>,
+        now_ms: i64,
+    ) {
+        let mut groups = self.groups();
+        let Some(entry) = groups.get_mut(group_id) else {
+            return;
+        };
+        if !entry.group.is(GroupState::CompletingRebalance)
+            || entry.group.generation_id != generation_id
+        {
+            return;
+        }
+        match stored {
+            Ok(()) => {
+                for (id, a) in assigned {
                     if let Some(m) = entry.group.member_mut(&id) {
                         m.assignment = a;
                     }
@@ -479,7 +563,7 @@ impl Membership {
                     .is_ok()
                 {
                     tracing::info!(group = %group_id, generation = generation_id,
-                        "assignment received; group stable");
+                        "assignment stored; group stable");
                     let waiting: Vec<(String, oneshot::Sender<SyncResponse>)> =
                         entry.syncs.drain().collect();
                     for (id, tx) in waiting {
@@ -487,10 +571,16 @@ impl Membership {
                     }
                 }
             }
-            rx
-        };
-        rx.await
-            .unwrap_or_else(|_| SyncResponse::error(errors::REBALANCE_IN_PROGRESS))
+            Err(code) => {
+                let error = group_store_error(code);
+                tracing::warn!(group = %group_id, generation = generation_id, append_error = code,
+                    error, "storing the assignment failed; rebalancing");
+                for (_, tx) in entry.syncs.drain() {
+                    let _ = tx.send(SyncResponse::error(error));
+                }
+                self.prepare_rebalance(entry, now_ms);
+            }
+        }
     }
 
     fn sync_response(&self, entry: &Entry, member_id: &str) -> SyncResponse {
@@ -634,6 +724,14 @@ impl Membership {
             }
         }
     }
+}
+
+/// The record that stores `value` for `group_id`.
+pub(super) fn group_record(group_id: &str, value: &records::GroupValue) -> Record {
+    (
+        records::group_key(group_id),
+        Some(records::group_value(value)),
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,16 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
+use crate::coordinator::store::MemoryGroupLog;
+
+/// A membership engine over an in-memory log (the log's records are inspected by the tests).
+fn membership() -> (Membership, MemoryGroupLog) {
+    let log = MemoryGroupLog::default();
+    (
+        Membership::new(MembershipConfig::default(), Arc::new(log.clone())),
+        log,
+    )
+}
 
 fn join_req(member_id: &str, protocols: &[&str], v4: bool) -> JoinRequest {
     JoinRequest {
@@ -61,7 +71,7 @@ async fn two_member_group(m: &Membership) -> (JoinResponse, JoinResponse) {
 
 #[tokio::test]
 async fn join_elects_the_first_member_and_only_the_leader_sees_members() {
-    let m = Membership::new(MembershipConfig::default());
+    let m = membership().0;
     let (a, b) = two_member_group(&m).await;
     assert_eq!(a.error, errors::NONE);
     assert_eq!(b.error, errors::NONE);
@@ -81,7 +91,7 @@ async fn join_elects_the_first_member_and_only_the_leader_sees_members() {
 
 #[tokio::test]
 async fn sync_hands_out_the_leaders_assignment() {
-    let m = Membership::new(MembershipConfig::default());
+    let (m, log) = membership();
     let (a, b) = two_member_group(&m).await;
     let follower = {
         let m = m.clone();
@@ -104,6 +114,27 @@ async fn sync_hands_out_the_leaders_assignment() {
     assert_eq!(follower.error, errors::NONE);
     assert_eq!(follower.assignment, Bytes::from_static(b"p3,p4,p5"));
     assert_eq!(m.group_state("g").unwrap().0, GroupState::Stable);
+    // The assignment was written, as a group record in the group's partition, before it was
+    // handed out.
+    let appended = log.appended.lock().unwrap().clone();
+    assert_eq!(appended.len(), 1);
+    let (partition, recs) = &appended[0];
+    assert_eq!(*partition, crate::coordinator::hash::partition_for("g", 50));
+    assert_eq!(
+        records::decode_key(&recs[0].0).unwrap(),
+        records::RecordKey::Group { group: "g".into() }
+    );
+    let value = records::decode_group_value(recs[0].1.as_ref().unwrap()).unwrap();
+    assert_eq!(value.generation, 1);
+    assert_eq!(value.protocol.as_deref(), Some("range"));
+    assert_eq!(value.leader.as_deref(), Some(a.member_id.as_str()));
+    let stored: Vec<(&str, &[u8])> = value
+        .members
+        .iter()
+        .map(|m| (m.member_id.as_str(), m.assignment.as_ref()))
+        .collect();
+    assert!(stored.contains(&(a.member_id.as_str(), b"p0,p1,p2".as_slice())));
+    assert!(stored.contains(&(b.member_id.as_str(), b"p3,p4,p5".as_slice())));
     assert_eq!(m.heartbeat("g", 1, &b.member_id, 7200), errors::NONE);
     assert_eq!(
         m.heartbeat("g", 0, &b.member_id, 7200),
@@ -137,7 +168,7 @@ async fn stable_two_member_group(m: &Membership) -> (JoinResponse, JoinResponse)
 
 #[tokio::test]
 async fn a_joiner_triggers_a_rebalance_that_completes_when_all_rejoined() {
-    let m = Membership::new(MembershipConfig::default());
+    let m = membership().0;
     let (a, b) = stable_two_member_group(&m).await;
     let c_id = m.join(join_req("", &["range"], true), 8000).await.member_id;
     let c = spawn_join(&m, join_req(&c_id, &["range"], true), 8010);
@@ -165,7 +196,7 @@ async fn a_joiner_triggers_a_rebalance_that_completes_when_all_rejoined() {
 
 #[tokio::test]
 async fn leave_and_session_expiry_rebalance_the_rest() {
-    let m = Membership::new(MembershipConfig::default());
+    let m = membership().0;
     let (a, b) = stable_two_member_group(&m).await;
     // The leader leaves: the follower takes over after rejoining.
     assert_eq!(m.leave("g", &a.member_id, 8000), errors::NONE);
@@ -191,7 +222,7 @@ async fn leave_and_session_expiry_rebalance_the_rest() {
 
 #[tokio::test]
 async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
-    let m = Membership::new(MembershipConfig::default());
+    let m = membership().0;
     let (a, b) = stable_two_member_group(&m).await;
     let ja = spawn_join(&m, join_req(&a.member_id, &["range"], true), 8000);
     settle().await;
@@ -217,7 +248,7 @@ async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
 
 #[tokio::test]
 async fn bad_joins_are_refused() {
-    let m = Membership::new(MembershipConfig::default());
+    let m = membership().0;
     let mut r = join_req("", &["range"], false);
     r.session_timeout_ms = 5999;
     assert_eq!(m.join(r, 0).await.error, errors::INVALID_SESSION_TIMEOUT);
@@ -245,4 +276,53 @@ async fn bad_joins_are_refused() {
     let j = j.await.unwrap();
     assert_eq!(j.error, errors::NONE);
     assert_eq!(j.generation_id, 1);
+}
+
+#[tokio::test]
+async fn a_failed_assignment_write_fails_the_syncs_and_rebalances() {
+    let (m, log) = membership();
+    let (a, b) = two_member_group(&m).await;
+    *log.fail_with.lock().unwrap() = Some(errors::NOT_LEADER_OR_FOLLOWER);
+    let follower = {
+        let m = m.clone();
+        let id = b.member_id.clone();
+        tokio::spawn(async move { m.sync("g", 1, &id, vec![], 7000).await })
+    };
+    settle().await;
+    let leader = m
+        .sync(
+            "g",
+            1,
+            &a.member_id,
+            vec![(a.member_id.clone(), Bytes::from_static(b"x"))],
+            7100,
+        )
+        .await;
+    assert_eq!(
+        leader.error,
+        errors::NOT_COORDINATOR,
+        "NOT_LEADER maps to NOT_COORDINATOR"
+    );
+    assert_eq!(follower.await.unwrap().error, errors::NOT_COORDINATOR);
+    assert_eq!(
+        m.group_state("g").unwrap().0,
+        GroupState::PreparingRebalance
+    );
+}
+
+#[tokio::test]
+async fn a_group_everyone_left_is_recorded_empty() {
+    let m = membership().0;
+    let (a, b) = stable_two_member_group(&m).await;
+    assert_eq!(m.leave("g", &a.member_id, 8000), errors::NONE);
+    assert_eq!(m.leave("g", &b.member_id, 8001), errors::NONE);
+    let (state, generation, _, size) = m.group_state("g").unwrap();
+    assert_eq!((state, size), (GroupState::Empty, 0));
+    let queued = m.writes.drain();
+    let last = queued.last().expect("an empty-group record is queued");
+    let value = records::decode_group_value(last.1[0].1.as_ref().unwrap()).unwrap();
+    assert_eq!(value.generation, generation);
+    assert!(value.members.is_empty());
+    assert_eq!(value.protocol, None);
+    assert_eq!(value.protocol_type, "consumer");
 }

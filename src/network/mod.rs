@@ -54,7 +54,7 @@ pub async fn serve(
                     let sd = shutdown.clone();
                     connections.spawn(async move {
                         let _ = stream.set_nodelay(true);
-                        if let Err(e) = handle_connection(stream, &ctx, limits, sd).await {
+                        if let Err(e) = handle_connection(stream, peer, &ctx, limits, sd).await {
                             tracing::debug!(connection = id, %peer, error = %e, "connection closed");
                         }
                     });
@@ -109,6 +109,7 @@ async fn read_size(
 
 async fn handle_connection(
     mut stream: TcpStream,
+    peer: std::net::SocketAddr,
     ctx: &ApiContext,
     limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -133,7 +134,7 @@ async fn handle_connection(
             .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
-        if let Some(mut response) = api::handle(ctx, frame.freeze()).await? {
+        if let Some(mut response) = api::handle(ctx, Some(peer), frame.freeze()).await? {
             write_chunks(&mut stream, &mut response).await?;
         }
     }

@@ -413,9 +413,33 @@ fn get_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// `(offset, timestamp)` of every record of an uncompressed batch, for ListOffsets by time
-/// (never used on the produce or fetch path). `None` if the batch is compressed or malformed.
-pub fn record_offsets_and_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Reads a varint-length-prefixed nullable byte field (-1 = null) inside `end`.
+fn get_nullable_bytes<'a>(buf: &'a [u8], pos: &mut usize, end: usize) -> Option<Option<&'a [u8]>> {
+    let len = get_varlong(buf, pos)?;
+    if len < 0 {
+        return Some(None);
+    }
+    let start = *pos;
+    let stop = start
+        .checked_add(usize::try_from(len).ok()?)
+        .filter(|s| *s <= end)?;
+    *pos = stop;
+    Some(Some(&buf[start..stop]))
+}
+
+/// Every record of an uncompressed batch: offset, timestamp, key and value. Used off the hot
+/// path only (ListOffsets by time, loading `__consumer_offsets`). `None` if the batch is
+/// compressed or malformed.
+pub fn uncompressed_records(batch: &[u8]) -> Option<Vec<RecordView<'_>>> {
     let header = BatchHeader::parse(batch).ok()?;
     if header.compression_codec() != CompressionCodec::None {
         return None;
@@ -430,15 +454,28 @@ pub fn record_offsets_and_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
         pos += 1; // attributes
         let ts_delta = get_varlong(batch, &mut pos)?;
         let offset_delta = get_varlong(batch, &mut pos)?;
-        let ts = if header.is_log_append_time() {
+        let key = get_nullable_bytes(batch, &mut pos, next)?;
+        let value = get_nullable_bytes(batch, &mut pos, next)?;
+        let timestamp = if header.is_log_append_time() {
             header.max_timestamp
         } else {
             header.base_timestamp.checked_add(ts_delta)?
         };
-        out.push((header.base_offset.checked_add(offset_delta)?, ts));
+        out.push(RecordView {
+            offset: header.base_offset.checked_add(offset_delta)?,
+            timestamp,
+            key,
+            value,
+        });
         pos = next;
     }
     Some(out)
+}
+
+/// `(offset, timestamp)` of every record of an uncompressed batch, for ListOffsets by time
+/// (never used on the produce or fetch path). `None` if the batch is compressed or malformed.
+pub fn record_offsets_and_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
+    uncompressed_records(batch).map(|rs| rs.iter().map(|r| (r.offset, r.timestamp)).collect())
 }
 
 fn put_unsigned_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -470,10 +507,9 @@ fn put_nullable_bytes(out: &mut Vec<u8>, value: Option<&[u8]>) {
 /// A record's optional key and value, as taken by [`build_batch`].
 pub type RecordKv<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
-/// Test support: encodes an uncompressed v2 batch of `(key, value)` records, all stamped with
-/// `base_timestamp`, no headers, no producer id. Used by this crate's tests and by the
-/// broker's integration tests, which is why it is not `cfg(test)`.
-#[doc(hidden)]
+/// Encodes an uncompressed v2 batch of `(key, value)` records, all stamped with
+/// `base_timestamp` (CreateTime), no headers, no producer id: how the group coordinator writes
+/// `__consumer_offsets`, and what tests use to produce.
 pub fn build_batch(base_offset: i64, base_timestamp: i64, records: &[RecordKv<'_>]) -> BytesMut {
     let mut body = Vec::new();
     let mut record = Vec::new();
@@ -525,6 +561,25 @@ mod tests {
                 (Some(b"k3".as_slice()), None),
             ],
         )
+    }
+
+    #[test]
+    fn uncompressed_records_reads_keys_and_values() {
+        let b = sample();
+        let rs = uncompressed_records(&b).unwrap();
+        assert_eq!(rs.len(), 3);
+        assert_eq!(rs[0].offset, 100);
+        assert_eq!(rs[0].key, Some(b"k1".as_slice()));
+        assert_eq!(rs[0].value, Some(b"v1".as_slice()));
+        assert_eq!(rs[1].key, None);
+        assert_eq!(rs[1].value, Some(b"value-2".as_slice()));
+        assert_eq!(rs[2].offset, 102);
+        assert_eq!(rs[2].value, None, "a null value (tombstone) stays null");
+        assert!(rs.iter().all(|r| r.timestamp == 1_000));
+        // A record whose key length runs past the batch is malformed, not a panic.
+        let mut bad = sample();
+        bad[HEADER_LEN + 4] = 0x7e;
+        assert!(uncompressed_records(&bad).is_none());
     }
 
     #[test]

@@ -65,3 +65,6 @@ pub fn is_retriable(code: i16) -> bool {
             | UNKNOWN_LEADER_EPOCH
     )
 }
+pub const OFFSET_METADATA_TOO_LARGE: i16 = 12;
+pub const INVALID_GROUP_ID: i16 = 24;
+pub const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;

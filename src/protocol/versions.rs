@@ -22,6 +22,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 0, 3),
     (ApiKey::DescribeConfigs, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 0, 3),
+    // The group APIs start at 0: librdkafka's balanced consumer needs FindCoordinator,
+    // JoinGroup, SyncGroup, Heartbeat and LeaveGroup v0 to overlap.
+    (ApiKey::OffsetCommit, 0, 7),
+    (ApiKey::OffsetFetch, 0, 5),
+    (ApiKey::FindCoordinator, 0, 2),
+    (ApiKey::JoinGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 3),
+    (ApiKey::LeaveGroup, 0, 3),
+    (ApiKey::SyncGroup, 0, 3),
+    (ApiKey::DescribeGroups, 0, 4),
+    (ApiKey::ListGroups, 0, 3),
 ];
 
 /// The supported range for `key`, or `None` if gregor does not implement it.

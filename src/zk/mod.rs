@@ -13,6 +13,7 @@
 mod admin;
 mod brokers;
 mod client;
+mod consumers;
 mod controller;
 pub mod data;
 mod error;

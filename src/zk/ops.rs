@@ -196,6 +196,27 @@ impl KafkaZkClient {
         .await
     }
 
+    /// Kafka's `setOrCreate…`: overwrite `path`, or create it (with parents) if missing; the
+    /// last writer wins.
+    pub(super) async fn set_or_create(&self, path: &str, payload: &[u8]) -> Result<(), ZkError> {
+        match self.zk.set_data(path, payload, None).await {
+            Ok(_) => return Ok(()),
+            Err(ClientError::NoNode) => {}
+            Err(e) => return Err(ZkError::from_zk(path, e)),
+        }
+        match self.create_recursive(path, payload, &PERSISTENT).await {
+            Ok(_) => Ok(()),
+            // Created concurrently: last writer wins, as with setData.
+            Err(ZkError::NodeExists { .. }) => self
+                .zk
+                .set_data(path, payload, None)
+                .await
+                .map(|_| ())
+                .map_err(|e| ZkError::from_zk(path, e)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates `path`, creating missing (persistent, empty) ancestors first. `NodeExists` on
     /// `path` itself is returned to the caller.
     pub(super) async fn create_recursive(

@@ -179,23 +179,8 @@ impl KafkaZkClient {
         config: &BTreeMap<String, String>,
     ) -> Result<(), ZkError> {
         let path = topic_config_path(topic);
-        let payload = data::encode_config(config);
-        match self.zk.set_data(&path, &payload, None).await {
-            Ok(_) => return Ok(()),
-            Err(ClientError::NoNode) => {}
-            Err(e) => return Err(ZkError::from_zk(&path, e)),
-        }
-        match self.create_recursive(&path, &payload, &PERSISTENT).await {
-            Ok(_) => Ok(()),
-            // Created concurrently: last writer wins, as with setData.
-            Err(ZkError::NodeExists { .. }) => self
-                .zk
-                .set_data(&path, &payload, None)
-                .await
-                .map(|_| ())
-                .map_err(|e| ZkError::from_zk(&path, e)),
-            Err(e) => Err(e),
-        }
+        self.set_or_create(&path, &data::encode_config(config))
+            .await
     }
 
     /// The topic's config overrides; empty if it has none.

@@ -1,0 +1,234 @@
+//! Offset commit validation, the cache, fetches, expiry and the load/unload round trip through
+//! the records a real append would carry.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::coordinator::loader::Replayed;
+use crate::coordinator::membership::{JoinRequest, MembershipConfig};
+use crate::coordinator::store::MemoryGroupLog;
+
+fn membership() -> (Membership, MemoryGroupLog) {
+    let log = MemoryGroupLog::default();
+    let config = MembershipConfig {
+        initial_rebalance_delay_ms: 0,
+        offsets_retention_ms: 1000,
+        ..MembershipConfig::default()
+    };
+    (Membership::new(config, Arc::new(log.clone())), log)
+}
+
+fn commit(group: &str, generation: i32, member: &str, parts: &[(&str, i32, i64)]) -> CommitRequest {
+    CommitRequest {
+        group_id: group.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        retention_ms: None,
+        partitions: parts
+            .iter()
+            .map(|(t, p, o)| PartitionCommit {
+                topic: t.to_string(),
+                partition: *p,
+                offset: *o,
+                leader_epoch: Some(3),
+                metadata: Some(format!("meta-{t}-{p}")),
+                commit_timestamp: -1,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn standalone_commits_round_trip_with_metadata() {
+    let (m, log) = membership();
+    let codes = m
+        .commit_offsets(commit("simple", -1, "", &[("t", 0, 10), ("t", 1, 20)]), 100)
+        .await;
+    assert_eq!(codes, vec![errors::NONE, errors::NONE]);
+    let fetched = m.fetch_offsets("simple", Some(vec![("t".into(), vec![0, 1, 2])]));
+    assert_eq!(fetched[0].offset, 10);
+    assert_eq!(fetched[0].metadata, "meta-t-0");
+    assert_eq!(fetched[0].leader_epoch, Some(3));
+    assert_eq!(fetched[1].offset, 20);
+    assert_eq!(fetched[2].offset, -1, "nothing committed for partition 2");
+    assert_eq!(
+        m.fetch_offsets("simple", None).len(),
+        2,
+        "null topics = all"
+    );
+    // One batch of two offset records went to the group's partition.
+    let appended = log.appended.lock().unwrap().clone();
+    assert_eq!(appended.len(), 1);
+    assert_eq!(appended[0].1.len(), 2);
+    let v = records::decode_offset_value(appended[0].1[1].1.as_ref().unwrap()).unwrap();
+    assert_eq!((v.offset, v.commit_timestamp), (20, 100));
+}
+
+#[tokio::test]
+async fn unknown_groups_fetch_minus_one() {
+    let (m, _) = membership();
+    let fetched = m.fetch_offsets("nobody", Some(vec![("t".into(), vec![0, 1])]));
+    assert!(fetched
+        .iter()
+        .all(|f| f.offset == -1 && f.metadata.is_empty()));
+    assert!(m.fetch_offsets("nobody", None).is_empty());
+}
+
+#[tokio::test]
+async fn commit_validation_follows_kafka() {
+    let (m, log) = membership();
+    // A generation this coordinator never saw.
+    assert_eq!(
+        m.commit_offsets(commit("g", 3, "m", &[("t", 0, 1)]), 0)
+            .await,
+        vec![errors::ILLEGAL_GENERATION]
+    );
+    // Metadata over offset.metadata.max.bytes is refused per partition, the rest is stored.
+    let mut req = commit("g", -1, "", &[("t", 0, 1), ("t", 1, 2)]);
+    req.partitions[0].metadata = Some("x".repeat(4097));
+    assert_eq!(
+        m.commit_offsets(req, 0).await,
+        vec![errors::OFFSET_METADATA_TOO_LARGE, errors::NONE]
+    );
+    // A failed append maps to the coordinator errors and leaves the cache alone.
+    *log.fail_with.lock().unwrap() = Some(errors::NOT_ENOUGH_REPLICAS);
+    assert_eq!(
+        m.commit_offsets(commit("g", -1, "", &[("t", 1, 99)]), 0)
+            .await,
+        vec![errors::COORDINATOR_NOT_AVAILABLE]
+    );
+    *log.fail_with.lock().unwrap() = Some(errors::MESSAGE_TOO_LARGE);
+    assert_eq!(
+        m.commit_offsets(commit("g", -1, "", &[("t", 1, 99)]), 0)
+            .await,
+        vec![errors::INVALID_COMMIT_OFFSET_SIZE]
+    );
+    assert_eq!(m.fetch_offsets("g", None)[0].offset, 2);
+}
+
+#[tokio::test]
+async fn member_commits_need_the_current_generation() {
+    let (m, _) = membership();
+    let join = JoinRequest {
+        group_id: "g".into(),
+        member_id: String::new(),
+        group_instance_id: None,
+        client_id: "c".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 10_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![(
+            "range".into(),
+            Bytes::from_static(&[0, 0, 0, 0, 0, 1, 0, 1, b't']),
+        )],
+        require_known_member_id: false,
+    };
+    let joined = m.join(join, 0).await;
+    assert_eq!(joined.error, errors::NONE);
+    let id = joined.member_id.clone();
+    // CompletingRebalance: commits wait for the assignment.
+    assert_eq!(
+        m.commit_offsets(commit("g", 1, &id, &[("t", 0, 5)]), 1)
+            .await,
+        vec![errors::REBALANCE_IN_PROGRESS]
+    );
+    m.sync("g", 1, &id, vec![(id.clone(), Bytes::new())], 2)
+        .await;
+    assert_eq!(
+        m.commit_offsets(commit("g", 1, &id, &[("t", 0, 5)]), 3)
+            .await,
+        vec![errors::NONE]
+    );
+    assert_eq!(
+        m.commit_offsets(commit("g", 0, &id, &[("t", 0, 6)]), 3)
+            .await,
+        vec![errors::ILLEGAL_GENERATION]
+    );
+    assert_eq!(
+        m.commit_offsets(commit("g", 1, "stranger", &[("t", 0, 6)]), 3)
+            .await,
+        vec![errors::UNKNOWN_MEMBER_ID]
+    );
+    // The subscribed topic "t" is kept while the member lives; an unsubscribed one expires.
+    m.commit_offsets(commit("g", 1, &id, &[("old", 0, 1)]), 3)
+        .await;
+    assert_eq!(m.expire_offsets(10_000), (1, 0));
+    let left: Vec<String> = m
+        .fetch_offsets("g", None)
+        .into_iter()
+        .map(|f| f.topic)
+        .collect();
+    assert_eq!(left, vec!["t".to_string()]);
+}
+
+#[tokio::test]
+async fn expiry_removes_old_offsets_then_the_empty_group() {
+    let (m, _) = membership();
+    m.commit_offsets(commit("s", -1, "", &[("t", 0, 1)]), 0)
+        .await;
+    m.commit_offsets(commit("s", -1, "", &[("t", 1, 1)]), 900)
+        .await;
+    // Retention is 1000 ms from each commit (no protocol type: a simple consumer).
+    assert_eq!(m.expire_offsets(1000), (1, 0));
+    assert_eq!(m.fetch_offsets("s", None).len(), 1);
+    assert_eq!(
+        m.expire_offsets(1900),
+        (1, 1),
+        "last offset gone, then the group"
+    );
+    assert!(m.describe("s").state == "Dead");
+    let queued = m.writes.drain();
+    let tombstones: Vec<&Record> = queued.iter().flat_map(|(_, r)| r).collect();
+    assert_eq!(
+        tombstones.len(),
+        3,
+        "two offset tombstones and a group tombstone"
+    );
+    assert!(tombstones.iter().all(|(_, v)| v.is_none()));
+    // An explicit expiry (v2–4 retention) overrides the default.
+    let mut req = commit("r", -1, "", &[("t", 0, 1)]);
+    req.retention_ms = Some(50_000);
+    m.commit_offsets(req, 0).await;
+    assert_eq!(m.expire_offsets(40_000), (0, 0));
+    assert_eq!(m.expire_offsets(50_000), (1, 1));
+}
+
+#[tokio::test]
+async fn what_was_written_loads_back_after_unload() {
+    let (m, log) = membership();
+    m.commit_offsets(commit("a", -1, "", &[("t", 0, 7), ("u", 2, 9)]), 5)
+        .await;
+    m.commit_offsets(commit("a", -1, "", &[("t", 0, 8)]), 6)
+        .await;
+    let partition = m.partition_of("a");
+    // Build the partition's log from what was appended, plus a tombstone for "u"-2.
+    let mut data = Vec::new();
+    let mut next = 0i64;
+    let mut appends = log.appended.lock().unwrap().clone();
+    appends.push((partition, vec![(records::offset_key("a", "u", 2), None)]));
+    for (p, recs) in appends {
+        assert_eq!(p, partition);
+        let kvs: Vec<crate::protocol::batch::RecordKv<'_>> = recs
+            .iter()
+            .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
+            .collect();
+        let b = crate::protocol::batch::build_batch(next, 1, &kvs);
+        next += recs.len() as i64;
+        data.extend_from_slice(&b);
+    }
+    assert_eq!(m.unload(partition), 1);
+    assert_eq!(m.fetch_offsets("a", None).len(), 0);
+    let mut replayed = Replayed::default();
+    replayed.apply_batches(&data);
+    assert_eq!(replayed.skipped, 0);
+    assert_eq!(m.install(partition, replayed), (1, 1));
+    let fetched = m.fetch_offsets("a", None);
+    assert_eq!(fetched.len(), 1, "the tombstone removed u-2");
+    assert_eq!(
+        (fetched[0].offset, fetched[0].metadata.as_str()),
+        (8, "meta-t-0")
+    );
+}

@@ -1,0 +1,188 @@
+//! How the coordinator writes `__consumer_offsets`: through the normal leader append path with
+//! acks=-1 and `offsets.commit.timeout.ms` (reference §7 "Storage"), and how an append failure
+//! becomes the error a group client understands.
+//!
+//! Writes whose outcome a request waits for (a commit, the leader's assignment) are awaited by
+//! that request. Writes nobody waits for (an emptied group's record, expiry tombstones) go through
+//! [`WriteQueue`], so the synchronous paths that produce them (a tick, a LeaveGroup) never block.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+
+use crate::log::TopicPartition;
+use crate::protocol::{batch, errors};
+use crate::replication::ReplicaManager;
+
+/// The internal topic the coordinator owns.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A record to write: key and value (`None` = tombstone).
+pub type Record = (Bytes, Option<Bytes>);
+
+/// Records bound for one offsets partition.
+pub type PartitionWrite = (i32, Vec<Record>);
+
+/// A pending append's outcome: `Err` carries the append's Kafka error code.
+pub type AppendFuture = Pin<Box<dyn Future<Output = Result<(), i16>> + Send>>;
+
+/// Somewhere group and offset records can be appended durably.
+pub trait GroupLog: Send + Sync + 'static {
+    /// Appends `records` to offsets partition `partition` as one batch and waits until it is
+    /// committed (acks=-1) or fails.
+    fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture;
+}
+
+/// The production [`GroupLog`]: the replica manager's leader append path.
+pub struct ReplicaGroupLog {
+    replicas: ReplicaManager,
+    timeout: Duration,
+}
+
+impl ReplicaGroupLog {
+    pub fn new(replicas: ReplicaManager, timeout: Duration) -> Self {
+        Self { replicas, timeout }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl GroupLog for ReplicaGroupLog {
+    fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture {
+        let replicas = self.replicas.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            let kvs: Vec<batch::RecordKv<'_>> = records
+                .iter()
+                .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
+                .collect();
+            let bytes = batch::build_batch(0, now_ms(), &kvs).freeze();
+            let tp = TopicPartition {
+                topic: OFFSETS_TOPIC.to_string(),
+                partition,
+            };
+            let results = replicas
+                .append_records(-1, timeout, vec![(tp, Some(bytes))])
+                .await;
+            match results.into_iter().next().map(|r| r.result) {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => {
+                    tracing::warn!(topic = OFFSETS_TOPIC, partition, error = %e,
+                        "coordinator append failed");
+                    Err(crate::api::error_code(&e))
+                }
+                None => Err(errors::UNKNOWN_SERVER_ERROR),
+            }
+        })
+    }
+}
+
+/// Kafka's `storeGroup` error mapping: what a SyncGroup gets when the group record failed.
+pub fn group_store_error(append_error: i16) -> i16 {
+    match append_error {
+        errors::UNKNOWN_TOPIC_OR_PARTITION
+        | errors::NOT_ENOUGH_REPLICAS
+        | errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        | errors::REQUEST_TIMED_OUT => errors::COORDINATOR_NOT_AVAILABLE,
+        errors::NOT_LEADER_OR_FOLLOWER | errors::KAFKA_STORAGE_ERROR => errors::NOT_COORDINATOR,
+        _ => errors::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// Kafka's `storeOffsets` error mapping: what an OffsetCommit gets when its records failed.
+pub fn offset_store_error(append_error: i16) -> i16 {
+    match append_error {
+        errors::MESSAGE_TOO_LARGE | errors::RECORD_LIST_TOO_LARGE | errors::INVALID_FETCH_SIZE => {
+            errors::INVALID_COMMIT_OFFSET_SIZE
+        }
+        other => group_store_error(other),
+    }
+}
+
+/// Fire-and-forget writes, drained by [`WriteQueue::run`] in order.
+#[derive(Clone, Default)]
+pub struct WriteQueue {
+    pending: Arc<Mutex<Vec<PartitionWrite>>>,
+    wake: Arc<Notify>,
+}
+
+impl WriteQueue {
+    pub fn push(&self, partition: i32, records: Vec<Record>) {
+        if records.is_empty() {
+            return;
+        }
+        match self.pending.lock() {
+            Ok(mut p) => p.push((partition, records)),
+            Err(p) => p.into_inner().push((partition, records)),
+        }
+        self.wake.notify_one();
+    }
+
+    /// Takes everything queued so far.
+    pub fn drain(&self) -> Vec<PartitionWrite> {
+        match self.pending.lock() {
+            Ok(mut p) => std::mem::take(&mut *p),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
+    }
+
+    /// Appends queued writes through `log` until `shutdown`. A failed write is logged and
+    /// dropped: these records are recomputed (an emptied group is written again on its next
+    /// change; expiry runs again on the next check).
+    pub async fn run(self, log: Arc<dyn GroupLog>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            for (partition, records) in self.drain() {
+                if let Err(code) = log.append(partition, records).await {
+                    tracing::warn!(
+                        topic = OFFSETS_TOPIC,
+                        partition,
+                        error_code = code,
+                        "dropping a background coordinator write"
+                    );
+                }
+            }
+            tokio::select! {
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// Test support: a [`GroupLog`] that keeps appended records in memory and can be told to fail.
+#[cfg(test)]
+#[derive(Default, Clone)]
+pub struct MemoryGroupLog {
+    pub appended: Arc<Mutex<Vec<PartitionWrite>>>,
+    pub fail_with: Arc<Mutex<Option<i16>>>,
+}
+
+#[cfg(test)]
+impl GroupLog for MemoryGroupLog {
+    fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture {
+        let me = self.clone();
+        Box::pin(async move {
+            if let Some(code) = *me.fail_with.lock().unwrap() {
+                return Err(code);
+            }
+            me.appended.lock().unwrap().push((partition, records));
+            Ok(())
+        })
+    }
+}
