@@ -551,10 +551,14 @@ pub async fn read_prefix_and_commit(
         .with_context(|| format!("first consumer of {group}"))?;
     let committed = next_offsets(&read);
     commit_offsets(&consumer, topic, &committed)?;
-    let own = consumer
-        .committed(Duration::from_secs(10))
-        .context("committed() of the committing consumer")?;
-    let own = offsets_in(&own, topic)?;
+    // The answer list must be freed before the consumer: librdkafka's lists keep references to
+    // the client's partitions, and destroying the client waits for them.
+    let own = {
+        let tpl = consumer
+            .committed(Duration::from_secs(10))
+            .context("committed() of the committing consumer")?;
+        offsets_in(&tpl, topic)?
+    };
     for (p, off) in &own {
         ensure!(
             *off == committed.get(p).copied(),
