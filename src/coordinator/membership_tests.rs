@@ -42,6 +42,13 @@ fn spawn_join(m: &Membership, req: JoinRequest, now: i64) -> tokio::task::JoinHa
     tokio::spawn(async move { m.join(req, now).await })
 }
 
+/// A follower's SyncGroup (generation 1, t=7000) on its own task: it parks until the leader's.
+fn spawn_follower_sync(m: &Membership, member_id: &str) -> tokio::task::JoinHandle<SyncResponse> {
+    let m = m.clone();
+    let id = member_id.to_string();
+    tokio::spawn(async move { m.sync("g", 1, &id, vec![], 7000).await })
+}
+
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
@@ -93,11 +100,7 @@ async fn join_elects_the_first_member_and_only_the_leader_sees_members() {
 async fn sync_hands_out_the_leaders_assignment() {
     let (m, log) = membership();
     let (a, b) = two_member_group(&m).await;
-    let follower = {
-        let m = m.clone();
-        let id = b.member_id.clone();
-        tokio::spawn(async move { m.sync("g", 1, &id, vec![], 7000).await })
-    };
+    let follower = spawn_follower_sync(&m, &b.member_id);
     settle().await;
     assert!(!follower.is_finished(), "the follower waits for the leader");
     assert_eq!(
@@ -155,11 +158,7 @@ async fn sync_hands_out_the_leaders_assignment() {
 
 async fn stable_two_member_group(m: &Membership) -> (JoinResponse, JoinResponse) {
     let (a, b) = two_member_group(m).await;
-    let f = {
-        let m = m.clone();
-        let id = b.member_id.clone();
-        tokio::spawn(async move { m.sync("g", 1, &id, vec![], 7000).await })
-    };
+    let f = spawn_follower_sync(m, &b.member_id);
     settle().await;
     m.sync("g", 1, &a.member_id, vec![], 7000).await;
     f.await.unwrap();
@@ -283,11 +282,7 @@ async fn a_failed_assignment_write_fails_the_syncs_and_rebalances() {
     let (m, log) = membership();
     let (a, b) = two_member_group(&m).await;
     *log.fail_with.lock().unwrap() = Some(errors::NOT_LEADER_OR_FOLLOWER);
-    let follower = {
-        let m = m.clone();
-        let id = b.member_id.clone();
-        tokio::spawn(async move { m.sync("g", 1, &id, vec![], 7000).await })
-    };
+    let follower = spawn_follower_sync(&m, &b.member_id);
     settle().await;
     let leader = m
         .sync(

@@ -165,9 +165,19 @@ pub fn consume_all(
     let consumer = consumer(bootstrap)?;
     let mut end = BTreeMap::new();
     for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .with_context(|| format!("watermarks of {topic}-{p}"))?;
+        // A broker that has just restarted may not know the topic until the controller's
+        // UpdateMetadata reaches it (Kafka has the same window): retry for a while.
+        let asked = Instant::now();
+        let high = loop {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((_, high)) => break high,
+                Err(e) if asked.elapsed() < Duration::from_secs(30) => {
+                    eprintln!("watermarks of {topic}-{p}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e).with_context(|| format!("watermarks of {topic}-{p}")),
+            }
+        };
         end.insert(p, high);
     }
     let mut tpl = TopicPartitionList::new();

@@ -135,7 +135,7 @@ pub async fn find_coordinator(
 }
 
 /// One FindCoordinator: `Ok(Ok(node))`, `Ok(Err(retriable code))`, or a failure.
-async fn find_coordinator_once(
+pub async fn find_coordinator_once(
     cluster: &Cluster,
     via: i32,
     group: &str,

@@ -8,6 +8,7 @@ mod external_clients;
 mod failover;
 mod fencing;
 mod group_clients;
+mod group_python;
 mod group_raw;
 mod groups;
 mod isr;
