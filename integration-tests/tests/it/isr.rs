@@ -171,6 +171,9 @@ async fn cut_off_followers_leave_and_rejoin_the_isr() -> anyhow::Result<()> {
     let acks1 = producer(&bootstrap, "1", "0")?;
     let acks_all = producer(&bootstrap, "all", "0")?;
     send_one(&acks_all, topic, "warm-up").await?;
+    // Both producers know the leader before a broker is paused: a client whose first metadata
+    // request went to a paused broker would wait out its socket timeout.
+    send_one(&acks1, topic, "warm-up-1").await?;
 
     // One follower stops: it leaves the ISR within the lag time plus the check period and the
     // ISR change propagation (5 s quiet + 2.5 s tick).
