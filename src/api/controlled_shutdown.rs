@@ -77,7 +77,7 @@ mod tests {
             (f.api_key, f.api_version, f.correlation_id),
             (ApiKey::ControlledShutdown, 0, 9)
         );
-        let req = Req::from_frame(f, String::new());
+        let req = Req::from_frame(f, std::sync::Arc::from(""));
         let body: ControlledShutdownRequest = req.decode().unwrap();
         assert_eq!(body.broker_id.0, 4);
     }
@@ -93,7 +93,9 @@ mod tests {
         b.put_i32(4);
         let f = frame::decode_header(b.freeze()).unwrap();
         assert_eq!(f.client_id.as_deref(), Some("x"));
-        let body: ControlledShutdownRequest = Req::from_frame(f, String::new()).decode().unwrap();
+        let body: ControlledShutdownRequest = Req::from_frame(f, std::sync::Arc::from(""))
+            .decode()
+            .unwrap();
         assert_eq!(body.broker_id.0, 4);
     }
 }

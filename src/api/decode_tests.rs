@@ -19,7 +19,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
             version: f.api_version,
         });
     }
-    let req = Req::from_frame(f, String::new());
+    let req = Req::from_frame(f, std::sync::Arc::from(""));
     match req.key {
         ApiKey::ApiVersions => req.decode::<ApiVersionsRequest>().map(|_| ()),
         ApiKey::Metadata => req.decode::<MetadataRequest>().map(|_| ()),
@@ -191,7 +191,7 @@ fn huge_array_counts_fail_cleanly() {
     b.put_i16(-1);
     b.put_i32(i32::MAX);
     let f = frame::decode_header(b.freeze()).unwrap();
-    let req = Req::from_frame(f, String::new());
+    let req = Req::from_frame(f, std::sync::Arc::from(""));
     assert!(req.decode::<MetadataRequest>().is_err());
     // The same through a flexible (compact) array: Metadata v9 is not served, but CreateTopics
     // v4 is not flexible either, so use UpdateMetadata v6 (flexible) with a huge compact count.
@@ -206,7 +206,7 @@ fn huge_array_counts_fail_cleanly() {
     b.put_i64(0); // broker epoch
     b.put_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // compact array length varint ≈ 2^32
     let f = frame::decode_header(b.freeze()).unwrap();
-    let req = Req::from_frame(f, String::new());
+    let req = Req::from_frame(f, std::sync::Arc::from(""));
     assert!(req.decode::<UpdateMetadataRequest>().is_err());
 }
 

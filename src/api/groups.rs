@@ -113,7 +113,7 @@ pub(super) async fn join_group(ctx: &ApiContext, req: &Req) -> Result<Option<Res
         member_id: member_id.clone(),
         group_instance_id: request.group_instance_id.map(|i| i.to_string()),
         client_id: req.client_id.clone(),
-        client_host: req.client_host.clone(),
+        client_host: req.client_host.to_string(),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: the session timeout bounds the join phase.
         rebalance_timeout_ms: if req.version >= 1 {

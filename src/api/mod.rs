@@ -118,12 +118,12 @@ pub(crate) struct Req {
     pub body: Bytes,
     /// The header's client id ("" when null).
     pub client_id: String,
-    /// Kafka's form of the peer address, "/127.0.0.1".
-    pub client_host: String,
+    /// Kafka's form of the peer address, "/127.0.0.1", formatted once per connection.
+    pub client_host: Arc<str>,
 }
 
 impl Req {
-    fn from_frame(f: RequestFrame, client_host: String) -> Self {
+    fn from_frame(f: RequestFrame, client_host: Arc<str>) -> Self {
         Req {
             key: f.api_key,
             version: f.api_version,
@@ -161,7 +161,7 @@ impl Req {
 /// See the module docs: every `Err` closes the connection.
 pub async fn handle(
     ctx: &ApiContext,
-    peer: Option<std::net::SocketAddr>,
+    client_host: &Arc<str>,
     frame_bytes: Bytes,
 ) -> Result<Option<Response>, ApiError> {
     let (key, version, correlation_id) = frame::peek_fixed(&frame_bytes)?;
@@ -180,8 +180,7 @@ pub async fn handle(
     }
     tracing::trace!(api = ?f.api_key, version = f.api_version, correlation_id,
         client = ?f.client_id, "request");
-    let client_host = peer.map(|p| format!("/{}", p.ip())).unwrap_or_default();
-    let req = Req::from_frame(f, client_host);
+    let req = Req::from_frame(f, client_host.clone());
     match req.key {
         ApiKey::ApiVersions => versions::handle(&req),
         ApiKey::Metadata => metadata::handle(ctx, &req).await,

@@ -16,6 +16,18 @@ use crate::coordinator::membership::now_ms;
 use crate::coordinator::offsets::{CommitRequest, FetchedOffset, PartitionCommit};
 use crate::protocol::errors;
 
+/// Groups per-partition answers by topic, keeping the order topics first appear in.
+fn by_topic<P>(items: impl IntoIterator<Item = (String, P)>) -> Vec<(String, Vec<P>)> {
+    let mut out: Vec<(String, Vec<P>)> = Vec::new();
+    for (topic, p) in items {
+        match out.last_mut() {
+            Some((t, ps)) if *t == topic => ps.push(p),
+            _ => out.push((topic, vec![p])),
+        }
+    }
+    out
+}
+
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
 }
@@ -86,23 +98,25 @@ pub(super) async fn offset_commit(
             .collect()
     };
     let mut resp = OffsetCommitResponse::default();
-    for ((topic, partition, _), code) in items.iter().zip(codes) {
-        if resp
-            .topics
-            .last()
-            .is_none_or(|t| t.name.0.as_str() != topic)
-        {
-            let mut t = OffsetCommitResponseTopic::default();
-            t.name = name(topic);
-            resp.topics.push(t);
-        }
-        let mut p = OffsetCommitResponsePartition::default();
-        p.partition_index = *partition;
-        p.error_code = code;
-        if let Some(t) = resp.topics.last_mut() {
-            t.partitions.push(p);
-        }
-    }
+    resp.topics = by_topic(
+        items
+            .iter()
+            .zip(codes)
+            .map(|((topic, partition, _), code)| {
+                let mut p = OffsetCommitResponsePartition::default();
+                p.partition_index = *partition;
+                p.error_code = code;
+                (topic.clone(), p)
+            }),
+    )
+    .into_iter()
+    .map(|(topic, partitions)| {
+        let mut t = OffsetCommitResponseTopic::default();
+        t.name = name(&topic);
+        t.partitions = partitions;
+        t
+    })
+    .collect();
     req.respond(&resp)
 }
 
@@ -186,26 +200,23 @@ pub(super) async fn offset_fetch(
     if req.version >= 2 {
         resp.error_code = error;
     }
-    for f in fetched {
-        if resp
-            .topics
-            .last()
-            .is_none_or(|t| t.name.0.as_str() != f.topic)
-        {
-            let mut t = OffsetFetchResponseTopic::default();
-            t.name = name(&f.topic);
-            resp.topics.push(t);
-        }
+    resp.topics = by_topic(fetched.into_iter().map(|f| {
         let mut p = OffsetFetchResponsePartition::default();
         p.partition_index = f.partition;
         p.committed_offset = f.offset;
         p.committed_leader_epoch = f.leader_epoch.unwrap_or(-1);
         p.metadata = Some(StrBytes::from_string(f.metadata));
         p.error_code = error;
-        if let Some(t) = resp.topics.last_mut() {
-            t.partitions.push(p);
-        }
-    }
+        (f.topic, p)
+    }))
+    .into_iter()
+    .map(|(topic, partitions)| {
+        let mut t = OffsetFetchResponseTopic::default();
+        t.name = name(&topic);
+        t.partitions = partitions;
+        t
+    })
+    .collect();
     req.respond(&resp)
 }
 

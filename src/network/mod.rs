@@ -114,6 +114,8 @@ async fn handle_connection(
     limits: ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
+    // Group members report their host as Kafka does; formatted once, not per request.
+    let client_host: std::sync::Arc<str> = format!("/{}", peer.ip()).into();
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -134,7 +136,7 @@ async fn handle_connection(
             .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
-        if let Some(mut response) = api::handle(ctx, Some(peer), frame.freeze()).await? {
+        if let Some(mut response) = api::handle(ctx, &client_host, frame.freeze()).await? {
             write_chunks(&mut stream, &mut response).await?;
         }
     }
