@@ -19,11 +19,13 @@
 //! - [`zk`]: the ZooKeeper client: session, chroot, one typed function per znode, epoch-fenced writes.
 //! - [`protocol`]: frames, request headers, the supported-version table, the RecordBatch v2 view and a
 //!   small Kafka-protocol client used for broker-to-broker requests.
+//! - [`common`]: the leaf vocabulary (`TopicPartition`, leader sentinels, `Endpoint`).
 //! - [`config`], [`server`]: `server.properties` and the composition root (ordered start-up, reverse
 //!   shutdown).
 
 pub mod api;
 pub mod cli;
+pub mod common;
 pub mod config;
 pub mod controller;
 pub mod coordinator;

@@ -259,7 +259,10 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
     req.respond(&resp)
 }
 
-pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
+pub(super) async fn stop_replica(
+    ctx: &ApiContext,
+    req: &Req,
+) -> Result<Option<Response>, ApiError> {
     let request: StopReplicaRequest = req.decode()?;
     let partitions: Vec<(TopicPartition, bool)> = match req.version {
         0 => request
@@ -326,7 +329,27 @@ pub(super) fn stop_replica(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
             {
                 ctx.coordinator.on_resignation(tp.partition);
             }
-            ctx.replicas.stop_replicas(partitions)
+            // Renames and fsyncs of thousands of directories stay off the runtime's threads,
+            // so the ZooKeeper session and other connections keep being served meanwhile.
+            let replicas = ctx.replicas.clone();
+            let names: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+            match tokio::task::spawn_blocking(move || replicas.stop_replicas(partitions)).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => {
+                    tracing::error!(error = %e, "StopReplica task failed");
+                    names
+                        .into_iter()
+                        .map(|tp| {
+                            (
+                                tp,
+                                Err(crate::replication::ReplicaError::Storage(format!(
+                                    "StopReplica failed: {e}"
+                                ))),
+                            )
+                        })
+                        .collect()
+                }
+            }
         }
         .into_iter()
         .map(|(tp, r)| {

@@ -192,7 +192,7 @@ pub async fn handle(
         ApiKey::DescribeConfigs => admin::describe_configs(ctx, &req).await,
         ApiKey::LeaderAndIsr => control::leader_and_isr(ctx, &req).await,
         ApiKey::UpdateMetadata => control::update_metadata(ctx, &req),
-        ApiKey::StopReplica => control::stop_replica(ctx, &req),
+        ApiKey::StopReplica => control::stop_replica(ctx, &req).await,
         ApiKey::OffsetForLeaderEpoch => offset_for_leader_epoch::handle(ctx, &req),
         ApiKey::ControlledShutdown => controlled_shutdown::handle(ctx, &req).await,
         ApiKey::FindCoordinator => groups::find_coordinator(ctx, &req).await,

@@ -1,29 +1,70 @@
 //! The controller's cache of the cluster (Kafka's `ControllerContext`): live brokers and their
 //! epochs, topic assignments, every partition's leadership as last written to ZooKeeper, and the
-//! partition/replica state machines' current states. Only the event loop touches it.
+//! partition/replica state machines' current states, with Kafka's valid-previous-state rules.
+//! Only the event loop touches it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::log::TopicPartition;
+use crate::common::TopicPartition;
 use crate::zk::{BrokerInfo, LeaderIsrAndControllerEpoch};
 
-/// Partition states (reference §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Partition states (reference §3, Kafka's `PartitionState`). A partition the context does not
+/// list is `NonExistent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PartitionState {
+    NonExistent,
     New,
     Online,
     Offline,
 }
 
-/// Replica states (reference §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl PartitionState {
+    /// The states a partition may move to `self` from (Kafka's `validPreviousStates`).
+    pub fn valid_previous(self) -> &'static [PartitionState] {
+        use PartitionState::*;
+        match self {
+            New => &[NonExistent],
+            Online => &[New, Online, Offline],
+            Offline => &[New, Online, Offline],
+            NonExistent => &[Offline],
+        }
+    }
+
+    pub fn can_follow(self, previous: PartitionState) -> bool {
+        self.valid_previous().contains(&previous)
+    }
+}
+
+/// Replica states (reference §3, Kafka's `ReplicaState`). A replica the context does not list
+/// is `NonExistent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReplicaState {
+    NonExistent,
     New,
     Online,
     Offline,
     DeletionStarted,
     DeletionSuccessful,
     DeletionIneligible,
+}
+
+impl ReplicaState {
+    /// The states a replica may move to `self` from (Kafka's `validPreviousStates`).
+    pub fn valid_previous(self) -> &'static [ReplicaState] {
+        use ReplicaState::*;
+        match self {
+            New => &[NonExistent],
+            Online | Offline => &[New, Online, Offline, DeletionIneligible],
+            DeletionStarted => &[Offline],
+            DeletionSuccessful => &[DeletionStarted],
+            DeletionIneligible => &[Offline, DeletionStarted],
+            NonExistent => &[DeletionSuccessful],
+        }
+    }
+
+    pub fn can_follow(self, previous: ReplicaState) -> bool {
+        self.valid_previous().contains(&previous)
+    }
 }
 
 /// A partition's leadership as stored in its state znode, with the znode's version.
@@ -109,6 +150,47 @@ impl ControllerContext {
             .collect()
     }
 
+    pub fn partition_state(&self, tp: &TopicPartition) -> PartitionState {
+        self.partition_states
+            .get(tp)
+            .copied()
+            .unwrap_or(PartitionState::NonExistent)
+    }
+
+    pub fn replica_state(&self, tp: &TopicPartition, broker: i32) -> ReplicaState {
+        self.replica_states
+            .get(&(tp.clone(), broker))
+            .copied()
+            .unwrap_or(ReplicaState::NonExistent)
+    }
+
+    /// Whether `broker` may be chosen as a leader: live and not shutting down.
+    pub fn can_lead(&self, broker: i32) -> bool {
+        self.is_live(broker) && !self.shutting_down.contains(&broker)
+    }
+
+    /// `tp`'s replicas on live brokers, in assignment order.
+    pub fn live_replicas(&self, tp: &TopicPartition) -> Vec<i32> {
+        self.replicas(tp)
+            .iter()
+            .copied()
+            .filter(|r| self.is_live(*r))
+            .collect()
+    }
+
+    /// Every (partition, replica) of `topic`.
+    pub fn replicas_of_topic(&self, topic: &str) -> Vec<(TopicPartition, i32)> {
+        self.partitions_of(topic)
+            .into_iter()
+            .flat_map(|tp| {
+                self.replicas(&tp)
+                    .iter()
+                    .map(|r| (tp.clone(), *r))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn is_deleting(&self, topic: &str) -> bool {
         self.topics_to_delete.contains(topic)
     }
@@ -121,5 +203,63 @@ impl ControllerContext {
         self.replica_states.retain(|(tp, _), _| tp.topic != topic);
         self.topics_to_delete.remove(topic);
         self.deletion_started.remove(topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_transitions_follow_kafka() {
+        use PartitionState::*;
+        assert!(New.can_follow(NonExistent));
+        assert!(
+            !New.can_follow(Online),
+            "an existing partition is never New again"
+        );
+        assert!(Online.can_follow(New) && Online.can_follow(Offline) && Online.can_follow(Online));
+        assert!(
+            !Online.can_follow(NonExistent),
+            "a partition is created before it is elected"
+        );
+        assert!(Offline.can_follow(Online));
+        assert!(NonExistent.can_follow(Offline));
+        assert!(
+            !NonExistent.can_follow(Online),
+            "only an offline partition is removed"
+        );
+    }
+
+    #[test]
+    fn replica_transitions_follow_kafka() {
+        use ReplicaState::*;
+        assert!(New.can_follow(NonExistent));
+        assert!(Online.can_follow(DeletionIneligible));
+        assert!(
+            !Online.can_follow(DeletionStarted),
+            "a replica being deleted never comes back"
+        );
+        assert!(DeletionStarted.can_follow(Offline));
+        assert!(
+            !DeletionStarted.can_follow(Online),
+            "deletion starts from an offline replica"
+        );
+        assert!(DeletionSuccessful.can_follow(DeletionStarted));
+        assert!(!DeletionSuccessful.can_follow(Offline));
+        assert!(
+            DeletionIneligible.can_follow(DeletionStarted)
+                && DeletionIneligible.can_follow(Offline)
+        );
+        assert!(NonExistent.can_follow(DeletionSuccessful));
+        assert!(!NonExistent.can_follow(Online));
+    }
+
+    #[test]
+    fn unknown_partitions_and_replicas_are_non_existent() {
+        let ctx = ControllerContext::default();
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(ctx.partition_state(&tp), PartitionState::NonExistent);
+        assert_eq!(ctx.replica_state(&tp, 1), ReplicaState::NonExistent);
     }
 }

@@ -1,25 +1,87 @@
-//! Leader elections for partitions that already have a leader (reference §3 "Strategies"): the
-//! ControlledShutdown and Preferred strategies as pure choice functions, the per-broker leader
-//! imbalance rule of the auto rebalance, and the conditional state write that applies a choice.
-//!
-//! The Offline strategy (and New→Online) stays in `state`, next to the broker-failure path.
+//! Leader choice (reference §3 "Strategies"), as pure functions the partition state machine
+//! applies to a whole batch: new partitions, offline partitions (clean, or unclean when the
+//! topic allows it), controlled shutdown and preferred replica; plus the per-broker leader
+//! imbalance rule of the auto rebalance.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::channel::RequestBatch;
-use super::context::ControllerContext;
-use super::core::Controller;
-use super::state::STATE_WRITE_ATTEMPTS;
-use crate::log::TopicPartition;
-use crate::zk::ZkError;
+use crate::common::TopicPartition;
 
-/// How a partition with a current leader picks a new one.
+/// How an election picks a partition's leader (Kafka's `PartitionLeaderElectionStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Strategy {
+    /// The leader is gone: first live in-sync replica; unclean if the topic allows it.
+    Offline,
     /// Move leadership off brokers that are shutting down.
     ControlledShutdown,
     /// Give leadership back to the first assigned replica.
     Preferred,
+}
+
+/// A leader and ISR chosen for a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Choice {
+    pub leader: i32,
+    pub isr: Vec<i32>,
+    /// Chosen from outside the ISR: data may be lost.
+    pub unclean: bool,
+}
+
+/// New → Online: the first assigned replica that may lead; the ISR is every replica that may.
+pub(super) fn new_partition_choice(
+    assignment: &[i32],
+    can_lead: impl Fn(i32) -> bool,
+) -> Option<Choice> {
+    let isr: Vec<i32> = assignment
+        .iter()
+        .copied()
+        .filter(|r| can_lead(*r))
+        .collect();
+    let leader = *isr.first()?;
+    Some(Choice {
+        leader,
+        isr,
+        unclean: false,
+    })
+}
+
+/// Offline → Online: the first assigned replica that may lead and is in the ISR, the ISR
+/// narrowed to replicas that may lead. Without one, and only if `allow_unclean`, the first
+/// assigned replica that may lead, alone in the ISR (Kafka's `offlinePartitionLeaderElection`).
+pub(super) fn offline_choice(
+    assignment: &[i32],
+    isr: &[i32],
+    can_lead: impl Fn(i32) -> bool,
+    allow_unclean: bool,
+) -> Option<Choice> {
+    let live_isr: Vec<i32> = isr.iter().copied().filter(|r| can_lead(*r)).collect();
+    if let Some(leader) = assignment.iter().copied().find(|r| live_isr.contains(r)) {
+        return Some(Choice {
+            leader,
+            isr: live_isr,
+            unclean: false,
+        });
+    }
+    if !allow_unclean {
+        return None;
+    }
+    let leader = assignment.iter().copied().find(|r| can_lead(*r))?;
+    Some(Choice {
+        leader,
+        isr: vec![leader],
+        unclean: true,
+    })
+}
+
+/// Whether [`offline_choice`] would have to go outside the ISR (so the topic's unclean setting
+/// matters): no in-sync replica may lead, but some assigned replica may.
+pub(super) fn needs_unclean(
+    assignment: &[i32],
+    isr: &[i32],
+    can_lead: impl Fn(i32) -> bool,
+) -> bool {
+    let clean = assignment.iter().any(|r| isr.contains(r) && can_lead(*r));
+    !clean && assignment.iter().any(|r| can_lead(*r))
 }
 
 /// ControlledShutdown: the first assigned replica that is live (shutting-down brokers count as
@@ -94,70 +156,6 @@ pub(super) fn imbalanced_partitions(
         .collect()
 }
 
-impl ControllerContext {
-    /// Whether `broker` may be chosen as a leader: live and not shutting down.
-    pub fn can_lead(&self, broker: i32) -> bool {
-        self.is_live(broker) && !self.shutting_down.contains(&broker)
-    }
-}
-
-impl Controller {
-    /// Online → Online with `strategy`: leader epoch + 1, conditional write fenced on the
-    /// controller epoch, LeaderAndIsr to the live replicas and UpdateMetadata to all. Returns
-    /// whether leadership was written; `false` means the strategy found no leader (nothing is
-    /// written, the partition keeps its leader) or the znode kept changing under us.
-    pub(super) async fn elect_leader(
-        &mut self,
-        tp: &TopicPartition,
-        strategy: Strategy,
-        batch: &mut RequestBatch,
-    ) -> Result<bool, ZkError> {
-        // Leaders change the ISR without telling the controller at once (isr_change
-        // notifications are batched), so decide on the znode, as Kafka's
-        // doElectLeaderForPartitions does, not on the cache.
-        self.refresh_leadership(tp).await?;
-        for _ in 0..STATE_WRITE_ATTEMPTS {
-            let Some(current) = self.ctx.leadership.get(tp).cloned() else {
-                return Ok(false);
-            };
-            if current.state.controller_epoch > self.ctx.epoch {
-                return Err(ZkError::ControllerMoved {
-                    detail: "partition state has a newer controller epoch".into(),
-                });
-            }
-            let replicas = self.ctx.replicas(tp).to_vec();
-            let choice = match strategy {
-                Strategy::ControlledShutdown => controlled_shutdown_choice(
-                    &replicas,
-                    &current.state.isr,
-                    |b| self.ctx.is_live(b),
-                    &self.ctx.shutting_down,
-                ),
-                Strategy::Preferred => {
-                    preferred_choice(&replicas, &current.state.isr, |b| self.ctx.can_lead(b))
-                }
-            };
-            let Some((leader, isr)) = choice else {
-                tracing::info!(topic = %tp.topic, partition = tp.partition, ?strategy,
-                    leader = current.state.leader, isr = ?current.state.isr,
-                    "no eligible leader; leadership unchanged");
-                return Ok(false);
-            };
-            tracing::debug!(topic = %tp.topic, partition = tp.partition, ?strategy, leader,
-                "leader chosen");
-            if self
-                .commit_election(tp, &current, leader, isr, batch)
-                .await?
-            {
-                return Ok(true);
-            }
-        }
-        tracing::warn!(topic = %tp.topic, partition = tp.partition, ?strategy,
-            "partition state kept changing; election skipped");
-        Ok(false)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +215,36 @@ mod tests {
         // First replica in the ISR but unable to lead (dead or shutting down).
         assert_eq!(preferred_choice(&[2, 1, 3], &[1, 2, 3], |b| b != 2), None);
         assert_eq!(preferred_choice(&[], &[1], all), None);
+    }
+
+    #[test]
+    fn new_partition_leader_is_the_first_replica_that_may_lead() {
+        let c = new_partition_choice(&[3, 1, 2], |b| b != 3).unwrap();
+        assert_eq!((c.leader, c.isr, c.unclean), (1, vec![1, 2], false));
+        assert_eq!(new_partition_choice(&[1, 2], |_| false), None);
+    }
+
+    #[test]
+    fn offline_prefers_assignment_order_within_the_live_isr() {
+        let live = |b: i32| b != 1;
+        // 1 (the old leader) is dead; 3 comes before 2 in the assignment.
+        let c = offline_choice(&[1, 3, 2], &[1, 2, 3], live, false).unwrap();
+        assert_eq!((c.leader, c.isr, c.unclean), (3, vec![2, 3], false));
+    }
+
+    #[test]
+    fn offline_goes_unclean_only_when_allowed() {
+        // Only 1 was in sync and it is dead; 2 is live but out of sync.
+        let live = |b: i32| b == 2;
+        assert_eq!(offline_choice(&[1, 2], &[1], live, false), None);
+        assert!(needs_unclean(&[1, 2], &[1], live));
+        let c = offline_choice(&[1, 2], &[1], live, true).unwrap();
+        assert_eq!((c.leader, c.isr, c.unclean), (2, vec![2], true));
+        // Nobody at all may lead: no choice, and the unclean setting is irrelevant.
+        assert_eq!(offline_choice(&[1, 2], &[1], |_| false, true), None);
+        assert!(!needs_unclean(&[1, 2], &[1], |_| false));
+        // A clean choice exists: unclean is never needed.
+        assert!(!needs_unclean(&[1, 2], &[1, 2], live));
     }
 
     fn tp(t: &str, p: i32) -> TopicPartition {

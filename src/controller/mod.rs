@@ -2,19 +2,26 @@
 //! partition and replica state machines, and the channel to brokers (reference §2–§4).
 //!
 //! Every broker runs this module; the one that creates `/controller` (with the epoch bump in the
-//! same multi-op) is active. ZooKeeper watches only enqueue [`Event`]s; the loop in `core`
-//! processes them one at a time, so the controller's state needs no locks. Every ZooKeeper write
+//! same multi-op) is active. ZooKeeper watches only enqueue [`Event`]s; the loop in `event_loop`
+//! processes them one at a time, so the controller's state needs no locks. Kafka's parts each
+//! have their own type: `event_loop` (KafkaController), `partition_sm` and `replica_sm` (the
+//! state machines, working on batches with Kafka's valid-previous-state checks), `deletion`
+//! (TopicDeletionManager), `election` (pure leader-choice functions), `request_batch` (one
+//! request per broker and type per event) and `channel` (one sender task per broker). Every ZooKeeper write
 //! it makes is fenced on the `/controller_epoch` version, and every request it sends carries its
 //! epoch, so a zombie controller can neither change ZooKeeper nor move brokers.
 
 pub mod admin;
 mod channel;
 mod context;
-mod core;
+mod deletion;
 mod election;
+mod event_loop;
+mod partition_sm;
 mod preferred;
+mod replica_sm;
+mod request_batch;
 mod shutdown;
-mod state;
 
 pub use shutdown::{controlled_shutdown, ShutdownReply};
 
@@ -24,8 +31,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
-use crate::log::TopicPartition;
 use crate::zk::ZkHandle;
 
 /// What the controller's event loop reacts to.
@@ -45,10 +52,10 @@ pub enum Event {
     TopicDeletion,
     /// Children of `/isr_change_notification` changed.
     IsrChangeNotification,
-    /// A StopReplica(delete) completed on a broker.
+    /// A StopReplica(delete) completed on a broker: each partition with its error, if any.
     StopReplicaResponse {
         broker: i32,
-        results: Vec<(TopicPartition, i16)>,
+        results: Vec<(TopicPartition, Option<String>)>,
     },
     /// The ZooKeeper session expired: resign until the new session re-elects.
     SessionExpired,
@@ -102,7 +109,7 @@ pub fn start(
         epoch: Arc::new(AtomicI32::new(0)),
         events: tx.clone(),
     };
-    let controller = core::Controller::new(config, zk, handle.clone(), tx.clone());
+    let controller = event_loop::Controller::new(config, zk, handle.clone(), tx.clone());
     let _ = tx.send(Event::Startup);
     let task = tokio::spawn(controller.run(rx, shutdown));
     (handle, task)

@@ -8,11 +8,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::channel::RequestBatch;
-use super::core::{arm, Controller};
+use super::context::PartitionState;
 use super::election::{imbalanced_partitions, Strategy};
+use super::event_loop::{arm, Controller};
+use super::request_batch::RequestBatch;
 use super::Event;
-use crate::log::TopicPartition;
+use crate::common::TopicPartition;
 use crate::zk::ZkError;
 
 /// Kafka's scheduler runs the first imbalance check this long after failover.
@@ -77,6 +78,7 @@ impl Controller {
         trigger: &str,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
+        let mut todo = Vec::new();
         for tp in partitions {
             let Some(&preferred) = self.ctx.replicas(tp).first() else {
                 tracing::info!(topic = %tp.topic, partition = tp.partition, trigger,
@@ -88,25 +90,32 @@ impl Controller {
                     "skipping preferred election: topic is being deleted");
                 continue;
             }
-            let Some(current) = self.ctx.leadership.get(tp).map(|l| l.state.leader) else {
-                continue;
-            };
-            if current == preferred {
-                continue;
+            match self.ctx.leadership.get(tp).map(|l| l.state.leader) {
+                Some(current) if current != preferred => todo.push(tp.clone()),
+                _ => {}
             }
-            if self.elect_leader(tp, Strategy::Preferred, batch).await? {
-                tracing::info!(topic = %tp.topic, partition = tp.partition, trigger,
-                    leader = preferred, previous = current, "preferred replica is leader again");
-            } else {
-                tracing::warn!(topic = %tp.topic, partition = tp.partition, trigger,
-                    preferred, leader = current, "preferred replica election did not complete");
-            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let zk = self.zk.get();
+        let failed = self
+            .partition_sm(&zk, batch)
+            .handle_state_changes(&todo, PartitionState::Online, Strategy::Preferred)
+            .await?;
+        tracing::info!(
+            trigger,
+            elected = todo.len() - failed.len(),
+            failed = failed.len(),
+            "preferred replica elections"
+        );
+        for (tp, why) in failed {
+            tracing::debug!(topic = %tp.topic, partition = tp.partition, trigger, ?why,
+                "preferred replica election did not complete");
         }
         Ok(())
     }
 
-    /// Starts the imbalance timer for the controller term `epoch`; it stops by itself once this
-    /// broker resigns or a later term starts its own.
     pub(super) fn start_auto_rebalance(&self, epoch: i32) {
         if !self.config.auto_leader_rebalance_enable {
             return;

@@ -19,12 +19,13 @@ use std::time::Duration;
 use kafka_protocol::messages::{BrokerId, ControlledShutdownRequest};
 use tokio::sync::oneshot;
 
-use super::channel::RequestBatch;
-use super::core::Controller;
+use super::context::{PartitionState, ReplicaState};
 use super::election::Strategy;
+use super::event_loop::Controller;
+use super::request_batch::RequestBatch;
 use super::{ControllerHandle, Event};
+use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
-use crate::log::TopicPartition;
 use crate::protocol::client::{BrokerConnection, ClientError};
 use crate::protocol::errors;
 use crate::zk::{ZkError, ZkHandle};
@@ -131,10 +132,10 @@ impl Controller {
                     .is_some_and(|l| l.state.leader == broker)
             });
         let mut batch = RequestBatch::new();
+        let applied = batch.when_applied();
         let result = self
             .move_off_broker(broker, &led, followed, &mut batch)
             .await;
-        // Whatever was written before a failure must still reach the brokers.
         self.send(batch);
         result?;
 
@@ -145,10 +146,24 @@ impl Controller {
             remaining = remaining.len(),
             "controlled shutdown step done"
         );
-        reply.send(Ok(remaining));
+        // Answer once every broker has applied the new leadership, so the broker exits only
+        // when clients can already find the new leaders. Bounded by half the socket timeout,
+        // which also bounds the shutting-down broker's wait for this answer.
+        let wait = Duration::from_millis(self.config.controller_socket_timeout_ms / 2);
+        tokio::spawn(async move {
+            if tokio::time::timeout(wait, applied).await.is_err() {
+                tracing::warn!(
+                    broker,
+                    "controlled shutdown: brokers did not confirm the new leaders in time"
+                );
+            }
+            reply.send(Ok(remaining));
+        });
         Ok(())
     }
 
+    /// Leadership of `led` moves to other in-sync replicas (one batched election); the broker's
+    /// follower replicas go Offline (StopReplica, out of the ISR, batched).
     async fn move_off_broker(
         &mut self,
         broker: i32,
@@ -156,17 +171,17 @@ impl Controller {
         followed: Vec<TopicPartition>,
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
-        for tp in led {
-            self.elect_leader(tp, Strategy::ControlledShutdown, batch)
-                .await?;
-        }
-        for tp in &followed {
-            batch.add_stop_replica(broker, tp, false);
-        }
-        self.replicas_offline_in(broker, followed, batch).await
+        let zk = self.zk.get();
+        self.partition_sm(&zk, batch)
+            .handle_state_changes(led, PartitionState::Online, Strategy::ControlledShutdown)
+            .await?;
+        let replicas: Vec<(TopicPartition, i32)> =
+            followed.into_iter().map(|tp| (tp, broker)).collect();
+        self.replica_sm(&zk, batch)
+            .handle_state_changes(&replicas, ReplicaState::Offline)
+            .await
     }
 
-    /// Partitions with more than one replica that `broker` leads (topics being deleted aside).
     fn replicated_partitions_led_by(&self, broker: i32) -> Vec<TopicPartition> {
         let mut out: Vec<TopicPartition> = self
             .ctx

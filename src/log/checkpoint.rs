@@ -4,10 +4,17 @@
 //!
 //! Writes go to `<file>.tmp`, are fsynced, renamed over the target and the directory is
 //! fsynced, so a crash leaves either the old or the new file, never a torn one.
+//!
+//! [`batched_sync`] keeps that guarantee for thousands of files at the cost of a few syscalls:
+//! inside it, writes only fill their `.tmp` files and directory syncs are noted; at its end one
+//! `syncfs` per filesystem makes every `.tmp` durable, the renames follow, and a second `syncfs`
+//! makes the renames durable. A LeaderAndIsr for 10,000 new partitions would otherwise wait for
+//! 15,000 fsyncs one after another.
 
 use super::error::{IoContext, LogError};
 use super::types::TopicPartition;
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,12 +32,112 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Fsyncs a directory so a rename or create inside it survives a crash.
+/// What a [`batched_sync`] scope still owes: `.tmp` files to rename (final path → tmp) and
+/// directories whose entries must become durable.
+#[derive(Default)]
+struct PendingSync {
+    renames: BTreeMap<PathBuf, PathBuf>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<PendingSync>> = const { RefCell::new(None) };
+}
+
+/// Records `f`'s effect on the open batch, if this thread has one; `false` if it has none.
+fn defer(f: impl FnOnce(&mut PendingSync)) -> bool {
+    PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(pending) => {
+            f(pending);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Runs `f` with this thread's checkpoint writes and directory fsyncs batched (see the module
+/// doc), then makes all of them durable. The second value is the outcome of that: on `Err`
+/// some of `f`'s writes may not be durable, and the caller must not report them as done.
+/// Nested calls join the outer batch.
+pub fn batched_sync<T>(f: impl FnOnce() -> T) -> (T, Result<(), LogError>) {
+    let opened = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_some() {
+            return false;
+        }
+        *p = Some(PendingSync::default());
+        true
+    });
+    let value = f();
+    if !opened {
+        return (value, Ok(()));
+    }
+    let pending = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
+    (value, complete(pending))
+}
+
+fn complete(pending: PendingSync) -> Result<(), LogError> {
+    if pending.renames.is_empty() && pending.dirs.is_empty() {
+        return Ok(());
+    }
+    let mut dirs = pending.dirs;
+    dirs.extend(
+        pending
+            .renames
+            .keys()
+            .filter_map(|p| p.parent().map(Path::to_path_buf)),
+    );
+    let filesystems = one_dir_per_filesystem(&dirs);
+    sync_filesystems(&filesystems)?;
+    for (path, tmp) in &pending.renames {
+        fs::rename(tmp, path).at(path)?;
+    }
+    if !pending.renames.is_empty() {
+        sync_filesystems(&filesystems)?;
+    }
+    Ok(())
+}
+
+/// One directory of each distinct filesystem (device) among `dirs`.
+fn one_dir_per_filesystem(dirs: &BTreeSet<PathBuf>) -> Vec<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = BTreeSet::new();
+    dirs.iter()
+        .filter(|d| match fs::metadata(d) {
+            Ok(m) => seen.insert(m.dev()),
+            // Gone meanwhile (deleted): nothing of it to sync.
+            Err(_) => false,
+        })
+        .cloned()
+        .collect()
+}
+
+fn sync_filesystems(dirs: &[PathBuf]) -> Result<(), LogError> {
+    use std::os::fd::AsRawFd;
+    for dir in dirs {
+        let handle = File::open(dir).at(dir)?;
+        // SAFETY: `handle` is an open descriptor for the whole call; syncfs only reads it.
+        let rc = unsafe { libc::syncfs(handle.as_raw_fd()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).at(dir);
+        }
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so a rename or create inside it survives a crash (at the end of the
+/// thread's [`batched_sync`] scope, if one is open).
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
+    if defer(|p| {
+        p.dirs.insert(dir.to_path_buf());
+    }) {
+        return Ok(());
+    }
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
 
-/// Replaces `path` with `contents` atomically and durably.
+/// Replaces `path` with `contents` atomically and durably (the rename and both syncs at the
+/// end of the thread's [`batched_sync`] scope, if one is open).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), LogError> {
     let tmp = tmp_path(path);
     let mut file = OpenOptions::new()
@@ -40,6 +147,11 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), LogError>
         .open(&tmp)
         .at(&tmp)?;
     file.write_all(contents).at(&tmp)?;
+    if defer(|p| {
+        p.renames.insert(path.to_path_buf(), tmp.clone());
+    }) {
+        return Ok(());
+    }
     file.sync_all().at(&tmp)?;
     drop(file);
     fs::rename(&tmp, path).at(path)?;
@@ -201,5 +313,35 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn batched_writes_land_together_at_the_end_of_the_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        write_atomic(&a, b"old").unwrap();
+        let ((), synced) = batched_sync(|| {
+            write_atomic(&a, b"new-a").unwrap();
+            write_atomic(&b, b"new-b").unwrap();
+            // Written twice in one batch: the last contents win.
+            write_atomic(&b, b"newer-b").unwrap();
+            // Nested scopes join the outer batch instead of completing it early.
+            let ((), inner) = batched_sync(|| fsync_dir(dir.path()).unwrap());
+            inner.unwrap();
+            assert_eq!(
+                fs::read(&a).unwrap(),
+                b"old",
+                "nothing is replaced before the sync"
+            );
+            assert!(!b.exists());
+        });
+        synced.unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"new-a");
+        assert_eq!(fs::read(&b).unwrap(), b"newer-b");
+        assert!(!tmp_path(&a).exists() && !tmp_path(&b).exists());
+        // Outside a scope writes are immediate again.
+        write_atomic(&a, b"direct").unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"direct");
     }
 }

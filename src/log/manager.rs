@@ -235,7 +235,9 @@ impl LogManager {
                 topic_partition: tp.to_string(),
             });
         }
-        let dir = {
+        let dir = if let [only] = self.inner.dirs.as_slice() {
+            only.clone()
+        } else {
             let logs = read(&self.inner.logs);
             let count = |d: &Path| {
                 logs.values()
@@ -265,22 +267,56 @@ impl LogManager {
     /// StopReplica(delete=true): forgets the log, renames its directory to
     /// `<topic>-<partition>.<uuid>-delete` and removes it after `file.delete.delay.ms`.
     pub fn delete_log(&self, tp: &TopicPartition) -> Result<(), LogError> {
-        let Some(log) = write(&self.inner.logs).remove(tp) else {
-            return Ok(());
-        };
-        log.mark_deleted();
-        let dir = log.dir().to_path_buf();
-        let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-        let renamed = parent.join(format!(
-            "{}.{}{DELETE_DIR_SUFFIX}",
-            tp,
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::rename(&dir, &renamed).at(&dir)?;
-        checkpoint::fsync_dir(&parent)?;
-        tracing::info!(topic = %tp.topic, partition = tp.partition, dir = %renamed.display(), "scheduled log for deletion");
-        deleter::schedule(vec![renamed], log.config().file_delete_delay_ms);
-        self.write_checkpoints_for(&parent)
+        self.delete_logs(std::slice::from_ref(tp))
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// [`Self::delete_log`] for many partitions: each data directory is fsynced and has its
+    /// checkpoints rewritten once for the whole batch, not once per partition (a 10,000-partition
+    /// topic would otherwise rewrite a 10,000-line checkpoint 10,000 times). One outcome per
+    /// partition, in order.
+    pub fn delete_logs(&self, partitions: &[TopicPartition]) -> Vec<Result<(), LogError>> {
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut parents: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+        for tp in partitions {
+            let Some(log) = write(&self.inner.logs).remove(tp) else {
+                out.push(Ok(()));
+                continue;
+            };
+            log.mark_deleted();
+            let dir = log.dir().to_path_buf();
+            let parent = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+            let renamed = parent.join(format!(
+                "{}.{}{DELETE_DIR_SUFFIX}",
+                tp,
+                uuid::Uuid::new_v4().simple()
+            ));
+            match std::fs::rename(&dir, &renamed).at(&dir) {
+                Ok(()) => {
+                    tracing::info!(topic = %tp.topic, partition = tp.partition,
+                        dir = %renamed.display(), "scheduled log for deletion");
+                    deleter::schedule(vec![renamed], log.config().file_delete_delay_ms);
+                    parents.entry(parent).or_default().push(out.len());
+                    out.push(Ok(()));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        for (parent, indexes) in parents {
+            let synced =
+                checkpoint::fsync_dir(&parent).and_then(|()| self.write_checkpoints_for(&parent));
+            if let Err(e) = synced {
+                tracing::warn!(dir = %parent.display(), error = %e, "cannot sync after log deletion");
+                for i in indexes {
+                    out[i] = Err(LogError::Io {
+                        path: parent.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Applies a new config to every log of `topic` (AlterConfigs / config change notification).

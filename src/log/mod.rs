@@ -31,6 +31,7 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use checkpoint::batched_sync;
 pub use config::{BackgroundIntervals, LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;

@@ -1,42 +1,10 @@
 //! Small value types shared by the log modules and their callers, plus lock and clock helpers.
 
 use bytes::Bytes;
-use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A topic partition; its `Display` form (`t-0`) is also its directory name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-
-    /// Parses a partition directory name `<topic>-<partition>`. Topics may contain `-`, so
-    /// the partition is whatever follows the last one.
-    pub fn from_dir_name(name: &str) -> Option<TopicPartition> {
-        let (topic, partition) = name.rsplit_once('-')?;
-        if topic.is_empty() || partition.is_empty() || partition.starts_with('+') {
-            return None;
-        }
-        let partition: i32 = partition.parse().ok()?;
-        (partition >= 0).then(|| TopicPartition::new(topic, partition))
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use crate::common::TopicPartition;
 
 /// Outcome of an append.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,9 @@ use std::sync::{Arc, RwLock};
 use crate::log::TopicPartition;
 
 /// The "leader" value the controller sends for partitions of a topic being deleted.
-pub const LEADER_DURING_DELETE: i32 = -2;
+pub use crate::common::LEADER_DURING_DELETE;
 /// No leader.
-pub const NO_LEADER: i32 = -1;
+pub use crate::common::NO_LEADER;
 
 /// One endpoint of a live broker.
 #[derive(Debug, Clone, PartialEq, Eq)]

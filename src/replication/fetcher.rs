@@ -258,10 +258,14 @@ fn topic_name(t: &str) -> TopicName {
 /// Groups per-partition entries by topic (first-seen order) and builds each topic's entry.
 fn by_topic<P, T>(items: Vec<(String, P)>, make: impl Fn(TopicName, Vec<P>) -> T) -> Vec<T> {
     let mut grouped: Vec<(String, Vec<P>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     for (topic, item) in items {
-        match grouped.iter_mut().find(|(t, _)| *t == topic) {
-            Some((_, v)) => v.push(item),
-            None => grouped.push((topic, vec![item])),
+        match index.get(&topic) {
+            Some(i) => grouped[*i].1.push(item),
+            None => {
+                index.insert(topic.clone(), grouped.len());
+                grouped.push((topic, vec![item]));
+            }
         }
     }
     grouped
@@ -370,13 +374,17 @@ async fn truncation_round(
         },
     );
     let resp = conn.send(&req, OFFSET_FOR_LEADER_EPOCH_VERSION).await?;
+    let answers: HashMap<(&str, i32), _> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| ((t.topic.0.as_str(), p.partition), p))
+        })
+        .collect();
     for (s, _) in &asking {
-        let answer = resp
-            .topics
-            .iter()
-            .filter(|t| t.topic.0.as_str() == s.tp.topic)
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition == s.tp.partition);
+        let answer = answers.get(&(s.tp.topic.as_str(), s.tp.partition)).copied();
         let Some(a) = answer else {
             shared.delay(s, cfg.backoff);
             continue;
@@ -474,11 +482,18 @@ async fn fetch_round(
         }
         return Ok(());
     }
+    // A response may carry thousands of partitions: look each up by name, not by a scan.
+    let by_name: HashMap<(&str, i32), usize> = partitions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.tp.topic.as_str(), s.tp.partition), i))
+        .collect();
     for topic in resp.responses {
         for data in topic.partitions {
-            let Some(s) = partitions.iter().find(|s| {
-                s.tp.topic == topic.topic.0.as_str() && s.tp.partition == data.partition_index
-            }) else {
+            let Some(s) = by_name
+                .get(&(topic.topic.0.as_str(), data.partition_index))
+                .map(|i| &partitions[*i])
+            else {
                 continue;
             };
             if !shared.still_current(s) {

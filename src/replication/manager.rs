@@ -92,6 +92,15 @@ pub(super) struct Inner {
     checkpointed_hws: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
+/// Runs blocking work on a multi-threaded runtime without stalling the tasks that share its
+/// worker (`block_in_place`); inline elsewhere (current-thread runtimes in tests).
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -282,19 +291,44 @@ impl ReplicaManager {
         for (id, addr) in live_leaders {
             self.inner.fetchers.set_leader_addr(*id, addr.clone());
         }
-        let mut out = Vec::with_capacity(states.len());
-        for (tp, s) in states {
-            let r = self.apply_partition_state(&tp, &s).await;
-            out.push((tp, r));
+        // A request for thousands of new partitions of one topic reads its config once.
+        let mut configs: HashMap<String, Result<LogConfig, ReplicaError>> = HashMap::new();
+        for (tp, _) in &states {
+            if !configs.contains_key(&tp.topic) && self.partition(tp).is_none() {
+                let config = self.topic_log_config(&tp.topic).await;
+                configs.insert(tp.topic.clone(), config);
+            }
+        }
+        let apply_all = || {
+            let mut out = Vec::with_capacity(states.len());
+            for (tp, s) in states {
+                let config = configs.get(&tp.topic).cloned();
+                let r = self.apply_partition_state(&tp, &s, config);
+                out.push((tp, r));
+            }
+            out
+        };
+        // Thousands of new logs and epoch checkpoints: their fsyncs are batched into a few
+        // syncfs calls, and the work runs where it does not hold up other tasks.
+        let (mut out, synced) = run_blocking(|| crate::log::batched_sync(apply_all));
+        if let Err(e) = synced {
+            tracing::error!(broker = self.inner.broker_id, error = %e,
+                "cannot make partition state changes durable");
+            for (_, r) in &mut out {
+                if r.is_ok() {
+                    *r = Err(Some(ReplicaError::Storage(e.to_string())));
+                }
+            }
         }
         self.notify_change();
         out
     }
 
-    async fn apply_partition_state(
+    fn apply_partition_state(
         &self,
         tp: &TopicPartition,
         s: &LeaderAndIsrState,
+        config: Option<Result<LogConfig, ReplicaError>>,
     ) -> Result<(), Option<ReplicaError>> {
         if !s.replicas.contains(&self.inner.broker_id) {
             return Err(Some(ReplicaError::UnknownTopicOrPartition));
@@ -302,7 +336,16 @@ impl ReplicaManager {
         let partition = match self.partition(tp) {
             Some(p) => p,
             None => {
-                let config = self.topic_log_config(&tp.topic).await.map_err(Some)?;
+                // Only when the partition vanished between the config read and now (a
+                // concurrent StopReplica): refuse rather than guess its config.
+                let config = config
+                    .unwrap_or_else(|| {
+                        Err(ReplicaError::Storage(format!(
+                            "config of topic {} was not loaded",
+                            tp.topic
+                        )))
+                    })
+                    .map_err(Some)?;
                 let log = match self.inner.logs.get_log(tp) {
                     Some(l) => {
                         l.set_config(config);
@@ -359,29 +402,46 @@ impl ReplicaManager {
         }
     }
 
-    /// Applies StopReplica: stops hosting each partition and, with `delete`, removes its log.
+    /// Applies StopReplica: stops hosting each partition and, with `delete`, removes its log
+    /// (all deletions of the request in one batch).
     pub fn stop_replicas(
         &self,
         partitions: Vec<(TopicPartition, bool)>,
     ) -> Vec<(TopicPartition, Result<(), ReplicaError>)> {
-        let mut out = Vec::with_capacity(partitions.len());
-        for (tp, delete) in partitions {
-            self.inner
-                .fetchers
-                .remove_partitions(std::slice::from_ref(&tp));
-            self.partitions_mut().remove(&tp);
-            let r = if delete && self.inner.logs.get_log(&tp).is_some() {
-                self.inner
-                    .logs
-                    .delete_log(&tp)
-                    .map_err(ReplicaError::from_log)
-            } else {
-                Ok(())
-            };
-            if delete {
-                tracing::info!(topic = %tp.topic, partition = tp.partition, "deleted replica");
+        let stopped: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+        self.inner.fetchers.remove_partitions(&stopped);
+        {
+            let mut hosted = self.partitions_mut();
+            for tp in &stopped {
+                hosted.remove(tp);
             }
-            out.push((tp, r));
+        }
+        let to_delete: Vec<TopicPartition> = partitions
+            .iter()
+            .filter(|(_, delete)| *delete)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        let mut deleted = self.inner.logs.delete_logs(&to_delete).into_iter();
+        let out = partitions
+            .into_iter()
+            .map(|(tp, delete)| {
+                let r = if delete {
+                    deleted
+                        .next()
+                        .unwrap_or(Ok(()))
+                        .map_err(ReplicaError::from_log)
+                } else {
+                    Ok(())
+                };
+                (tp, r)
+            })
+            .collect();
+        if !to_delete.is_empty() {
+            tracing::info!(
+                broker = self.inner.broker_id,
+                partitions = to_delete.len(),
+                "deleted replicas"
+            );
         }
         self.notify_change();
         out

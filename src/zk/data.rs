@@ -19,7 +19,7 @@ pub const BROKER_JSON_VERSION: i64 = 5;
 /// Version written to `/brokers/topics/<t>` (2.8 adds `topic_id`).
 pub const TOPIC_JSON_VERSION: i64 = 3;
 /// `leader` value meaning "no leader".
-pub const NO_LEADER: i32 = -1;
+pub use crate::common::NO_LEADER;
 /// Kafka's `Topic.MAX_NAME_LENGTH`.
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 

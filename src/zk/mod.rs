@@ -20,6 +20,7 @@ mod error;
 mod handle;
 mod ops;
 pub mod paths;
+mod states;
 mod topics;
 mod watch;
 
@@ -34,4 +35,5 @@ pub use data::{
 };
 pub use error::{CodecError, ZkError};
 pub use handle::ZkHandle;
+pub use states::{VersionedState, WriteOutcome};
 pub use watch::{SessionLoss, Watch, WatchEvent, WatchEventKind};

@@ -6,7 +6,6 @@
 //! before awaiting any pipelines them on the one connection; the batch helpers rely on that.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -30,6 +29,11 @@ pub(super) const PERSISTENT_SEQUENTIAL: CreateOptions<'static> =
 /// reconnection (or fails with SessionExpired), so a few attempts suffice.
 const RETRIES: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How many requests a batch helper keeps in flight at once: enough to hide the round trip,
+/// few enough that a batch of any size holds bounded memory (ZooKeeper itself throttles a
+/// connection at `globalOutstandingLimit`, 1000 by default).
+pub(super) const PIPELINE_CHUNK: usize = 2000;
 
 /// Data and stat of a znode.
 pub(super) type NodeData = (Vec<u8>, Stat);
@@ -62,6 +66,20 @@ impl CheckedOp<'_> {
         match self {
             Self::Create { path, .. } | Self::SetData { path, .. } | Self::Delete { path } => path,
         }
+    }
+}
+
+/// Why an epoch-checked multi was not applied.
+#[derive(Debug)]
+pub(super) struct MultiFailure {
+    /// Index of the op that failed; `None` for the epoch check or the request as a whole.
+    pub(super) op: Option<usize>,
+    pub(super) error: ZkError,
+}
+
+impl MultiFailure {
+    fn whole(error: ZkError) -> Self {
+        Self { op: None, error }
     }
 }
 
@@ -102,16 +120,18 @@ impl KafkaZkClient {
         &self,
         paths: &[String],
     ) -> Result<Vec<Option<NodeData>>, ZkError> {
-        let pending: Vec<_> = paths.iter().map(|p| self.zk.get_data(p)).collect();
         let mut out = Vec::with_capacity(paths.len());
-        for (path, reply) in paths.iter().zip(pending) {
-            out.push(match reply.await {
-                Ok(v) => Some(v),
-                Err(ClientError::NoNode) => None,
-                // Re-read on its own; the retry waits for the reconnection.
-                Err(ClientError::ConnectionLoss) => self.get_data_opt(path).await?,
-                Err(e) => return Err(ZkError::from_zk(path, e)),
-            });
+        for chunk in paths.chunks(PIPELINE_CHUNK) {
+            let pending: Vec<_> = chunk.iter().map(|p| self.zk.get_data(p)).collect();
+            for (path, reply) in chunk.iter().zip(pending) {
+                out.push(match reply.await {
+                    Ok(v) => Some(v),
+                    Err(ClientError::NoNode) => None,
+                    // Re-read on its own; the retry waits for the reconnection.
+                    Err(ClientError::ConnectionLoss) => self.get_data_opt(path).await?,
+                    Err(e) => return Err(ZkError::from_zk(path, e)),
+                });
+            }
         }
         Ok(out)
     }
@@ -283,11 +303,36 @@ impl KafkaZkClient {
         epoch_zk_version: i32,
         op: CheckedOp<'_>,
     ) -> impl Future<Output = Result<MultiWriteResult, ZkError>> + Send + 'a {
-        let path = op.path().to_string();
+        let multi = self.epoch_checked_ops(epoch_zk_version, &[op]);
+        async move {
+            multi
+                .await
+                .map_err(|f| f.error)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ZkError::Zk {
+                    path: CONTROLLER_EPOCH_PATH.to_string(),
+                    source: ClientError::UnexpectedError(
+                        "multi returned no result for the op".into(),
+                    ),
+                })
+        }
+    }
+
+    /// Sends `multi(check /controller_epoch == epoch_zk_version, ops…)` now (so building many
+    /// of these before awaiting pipelines them) and returns a future for the results of `ops`,
+    /// in order. On failure nothing is applied; the error says which op failed (`None`: the
+    /// epoch check, reported as `ControllerMoved`, or the request as a whole).
+    pub(super) fn epoch_checked_ops<'a>(
+        &'a self,
+        epoch_zk_version: i32,
+        ops: &[CheckedOp<'_>],
+    ) -> impl Future<Output = Result<Vec<MultiWriteResult>, MultiFailure>> + Send + 'a {
+        let paths: Vec<String> = ops.iter().map(|op| op.path().to_string()).collect();
         let mut writer = self.zk.new_multi_writer();
-        let prepared = writer
-            .add_check_version(CONTROLLER_EPOCH_PATH, epoch_zk_version)
-            .and_then(|()| match op {
+        let mut prepared = writer.add_check_version(CONTROLLER_EPOCH_PATH, epoch_zk_version);
+        for op in ops {
+            prepared = prepared.and_then(|()| match *op {
                 CheckedOp::Create { path, data } => writer.add_create(path, data, &PERSISTENT),
                 CheckedOp::SetData {
                     path,
@@ -296,31 +341,43 @@ impl KafkaZkClient {
                 } => writer.add_set_data(path, data, Some(expected_version)),
                 CheckedOp::Delete { path } => writer.add_delete(path, None),
             });
+        }
         let commit = prepared.map(|()| writer.commit());
         async move {
-            let commit = commit.map_err(|e| ZkError::from_zk(&path, e))?;
+            let first = paths.first().cloned().unwrap_or_default();
+            let commit = commit.map_err(|e| MultiFailure::whole(ZkError::from_zk(&first, e)))?;
             match commit.await {
-                Ok(results) => results.into_iter().nth(1).ok_or_else(|| ZkError::Zk {
-                    path: path.clone(),
-                    source: ClientError::UnexpectedError(
-                        "multi returned no result for the op".into(),
-                    ),
-                }),
-                Err(MultiWriteError::OperationFailed { index: 0, source }) => match source {
-                    ClientError::BadVersion | ClientError::NoNode => {
-                        warn!(path = %path, epoch_zk_version, "controller epoch check failed");
-                        Err(ZkError::ControllerMoved {
-                            detail: format!(
-                                "{CONTROLLER_EPOCH_PATH} is no longer at zkVersion {epoch_zk_version} \
-                                 (write to {path} rejected)"
-                            ),
-                        })
+                Ok(mut results) => {
+                    // The first result is the epoch check's.
+                    if !results.is_empty() {
+                        results.remove(0);
                     }
-                    other => Err(ZkError::from_zk(CONTROLLER_EPOCH_PATH, other)),
-                },
-                Err(MultiWriteError::OperationFailed { source, .. })
-                | Err(MultiWriteError::RequestFailed { source }) => {
-                    Err(ZkError::from_zk(&path, source))
+                    Ok(results)
+                }
+                Err(MultiWriteError::OperationFailed { index: 0, source }) => {
+                    Err(MultiFailure::whole(match source {
+                        ClientError::BadVersion | ClientError::NoNode => {
+                            warn!(path = %first, epoch_zk_version, "controller epoch check failed");
+                            ZkError::ControllerMoved {
+                                detail: format!(
+                                    "{CONTROLLER_EPOCH_PATH} is no longer at zkVersion \
+                                     {epoch_zk_version} (write to {first} rejected)"
+                                ),
+                            }
+                        }
+                        other => ZkError::from_zk(CONTROLLER_EPOCH_PATH, other),
+                    }))
+                }
+                Err(MultiWriteError::OperationFailed { index, source }) => {
+                    let op = index - 1;
+                    let path = paths.get(op).map_or(first.as_str(), String::as_str);
+                    Err(MultiFailure {
+                        op: Some(op),
+                        error: ZkError::from_zk(path, source),
+                    })
+                }
+                Err(MultiWriteError::RequestFailed { source }) => {
+                    Err(MultiFailure::whole(ZkError::from_zk(&first, source)))
                 }
             }
         }
@@ -356,19 +413,38 @@ impl KafkaZkClient {
     }
 
     /// Kafka's `deleteRecursive` with the epoch check on every delete; a missing root is fine.
-    pub(super) fn delete_recursive_checked<'a>(
-        &'a self,
-        path: &'a str,
+    /// The tree is listed one level at a time and deleted bottom-up, each level's requests
+    /// pipelined, so the cost grows with the tree's depth, not its size.
+    pub(super) async fn delete_recursive_checked(
+        &self,
+        path: &str,
         epoch_zk_version: i32,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ZkError>> + Send + 'a>> {
-        Box::pin(async move {
-            for child in self.get_children_opt(path).await? {
-                let child_path = format!("{path}/{child}");
-                self.delete_recursive_checked(&child_path, epoch_zk_version)
-                    .await?;
+    ) -> Result<(), ZkError> {
+        let mut levels: Vec<Vec<String>> = vec![vec![path.to_string()]];
+        while let Some(last) = levels.last() {
+            let mut next = Vec::new();
+            for chunk in last.chunks(PIPELINE_CHUNK) {
+                let pending: Vec<_> = chunk.iter().map(|p| self.zk.list_children(p)).collect();
+                for (parent, reply) in chunk.iter().zip(pending) {
+                    let children = match reply.await {
+                        Ok(c) => c,
+                        Err(ClientError::NoNode) => Vec::new(),
+                        Err(ClientError::ConnectionLoss) => self.get_children_opt(parent).await?,
+                        Err(e) => return Err(ZkError::from_zk(parent, e)),
+                    };
+                    next.extend(children.into_iter().map(|c| format!("{parent}/{c}")));
+                }
             }
-            self.delete_checked_many(&[path.to_string()], epoch_zk_version)
-                .await
-        })
+            if next.is_empty() {
+                break;
+            }
+            levels.push(next);
+        }
+        for level in levels.iter().rev() {
+            for chunk in level.chunks(PIPELINE_CHUNK) {
+                self.delete_checked_many(chunk, epoch_zk_version).await?;
+            }
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! The controller's event loop: election, failover, resignation, and the handlers for broker,
-//! topic and notification changes (Kafka's `KafkaController`). State-machine transitions live in
-//! `state`.
+//! The controller's event loop (Kafka's `KafkaController`): election, failover, resignation,
+//! and the handlers for broker, topic and notification changes. Each handler works on whole
+//! batches through the partition and replica state machines and the topic deletion manager, and
+//! sends what it decided as one request batch: at most one request of each type per broker.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -9,12 +10,17 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::channel::{ChannelManager, RequestBatch};
+use super::channel::ChannelManager;
 use super::context::{ControllerContext, Leadership, PartitionState, ReplicaState};
+use super::deletion::TopicDeletionManager;
+use super::election::Strategy;
+use super::partition_sm::PartitionStateMachine;
+use super::replica_sm::ReplicaStateMachine;
+use super::request_batch::RequestBatch;
 use super::{ControllerHandle, Event};
+use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
-use crate::log::TopicPartition;
-use crate::zk::{Watch, ZkError, ZkHandle};
+use crate::zk::{KafkaZkClient, Watch, ZkError, ZkHandle};
 
 /// Backoff before retrying an event that failed on a ZooKeeper connection problem.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
@@ -58,6 +64,46 @@ impl Controller {
 
     pub(super) fn is_active(&self) -> bool {
         self.handle.active.load(Ordering::SeqCst)
+    }
+
+    /// The partition state machine over this controller's context, adding to `batch`.
+    pub(super) fn partition_sm<'a>(
+        &'a mut self,
+        zk: &'a KafkaZkClient,
+        batch: &'a mut RequestBatch,
+    ) -> PartitionStateMachine<'a> {
+        PartitionStateMachine {
+            ctx: &mut self.ctx,
+            zk,
+            batch,
+            unclean_default: self.config.unclean_leader_election_enable,
+        }
+    }
+
+    /// The replica state machine over this controller's context, adding to `batch`.
+    pub(super) fn replica_sm<'a>(
+        &'a mut self,
+        zk: &'a KafkaZkClient,
+        batch: &'a mut RequestBatch,
+    ) -> ReplicaStateMachine<'a> {
+        ReplicaStateMachine {
+            ctx: &mut self.ctx,
+            zk,
+            batch,
+        }
+    }
+
+    /// The topic deletion manager over this controller's context, adding to `batch`.
+    pub(super) fn deletion<'a>(
+        &'a mut self,
+        zk: &'a KafkaZkClient,
+        batch: &'a mut RequestBatch,
+    ) -> TopicDeletionManager<'a> {
+        TopicDeletionManager {
+            ctx: &mut self.ctx,
+            zk,
+            batch,
+        }
     }
 
     pub(super) async fn run(
@@ -115,7 +161,14 @@ impl Controller {
             Event::TopicDeletion => self.on_topic_deletion().await,
             Event::IsrChangeNotification => self.on_isr_change().await,
             Event::StopReplicaResponse { broker, results } => {
-                self.on_stop_replica_response(broker, results).await
+                let zk = self.zk.get();
+                let mut batch = RequestBatch::new();
+                let result = self
+                    .deletion(&zk, &mut batch)
+                    .on_stop_replica_response(broker, results)
+                    .await;
+                self.send(batch);
+                result
             }
             Event::ControlledShutdown {
                 broker,
@@ -157,14 +210,6 @@ impl Controller {
         let (current, w) = zk.get_controller_and_watch().await?;
         arm(w, &self.events, Event::ControllerChange);
         if let Some(id) = current {
-            if id == self.broker_id && !self.is_active() {
-                // Our own znode from this session without an active controller: a previous
-                // attempt failed half-way. Kafka resigns in this case so a clean election runs.
-                tracing::warn!(
-                    broker = self.broker_id,
-                    "found own /controller while inactive"
-                );
-            }
             tracing::debug!(
                 broker = self.broker_id,
                 controller = id,
@@ -178,7 +223,16 @@ impl Controller {
         {
             Ok((epoch, epoch_zk_version)) => {
                 tracing::info!(broker = self.broker_id, epoch, "elected controller");
-                self.on_controller_failover(epoch, epoch_zk_version).await
+                if let Err(e) = self.on_controller_failover(epoch, epoch_zk_version).await {
+                    // Kafka's triggerControllerMove: a half-done failover must not leave this
+                    // broker holding /controller while inactive, or no election ever runs
+                    // again. Giving it up lets any broker (this one included) start afresh.
+                    tracing::error!(broker = self.broker_id, epoch, error = %e,
+                        "controller failover failed; resigning");
+                    self.resign();
+                    zk.delete_controller(epoch_zk_version).await?;
+                }
+                Ok(())
             }
             Err(ZkError::ControllerMoved { .. }) => {
                 let now = zk.get_controller_id().await?;
@@ -215,7 +269,8 @@ impl Controller {
         self.ctx = ControllerContext::default();
     }
 
-    /// Kafka's `onControllerFailover` (reference §2, steps 2–10).
+    /// Kafka's `onControllerFailover` (reference §2, steps 2–10). The controller is marked
+    /// active only once the context is loaded and the first requests are queued.
     async fn on_controller_failover(
         &mut self,
         epoch: i32,
@@ -228,35 +283,7 @@ impl Controller {
             ..Default::default()
         };
         self.handle.epoch.store(epoch, Ordering::SeqCst);
-        self.handle.active.store(true, Ordering::SeqCst);
-
-        let (_, w) = zk.get_broker_ids_and_watch().await?;
-        arm(w, &self.events, Event::BrokerChange);
-        let (topics, w) = zk.get_all_topics_and_watch().await?;
-        arm(w, &self.events, Event::TopicChange);
-        let (deletions, w) = zk.get_topic_deletions_and_watch().await?;
-        arm(w, &self.events, Event::TopicDeletion);
-        let (isr_changes, w) = zk.get_isr_change_notifications_and_watch().await?;
-        arm(w, &self.events, Event::IsrChangeNotification);
-        if !isr_changes.is_empty() {
-            zk.delete_isr_change_notifications(&isr_changes, epoch_zk_version)
-                .await?;
-        }
-
-        for (info, broker_epoch) in zk.get_all_brokers().await? {
-            self.ctx.live_brokers.insert(info.id, (info, broker_epoch));
-        }
-        for topic in &topics {
-            self.load_topic(topic).await?;
-        }
-        for topic in deletions {
-            if self.ctx.assignments.contains_key(&topic) && self.config.delete_topic_enable {
-                self.ctx.topics_to_delete.insert(topic);
-            } else {
-                zk.delete_topic_deletion_flag(&topic, epoch_zk_version)
-                    .await?;
-            }
-        }
+        let topics = self.load_context(&zk).await?;
 
         let mut channel = ChannelManager::new(
             self.broker_id,
@@ -275,32 +302,32 @@ impl Controller {
         self.send(batch);
 
         let mut batch = RequestBatch::new();
-        // Replica state machine start-up: replicas on live brokers Online, the rest Offline.
+        // Replica state machine start-up: replicas on live brokers Online (each gets
+        // LeaderAndIsr with the current leadership), the rest Offline via Ineligible, which
+        // takes them out of the ISRs.
+        let mut online = Vec::new();
+        let mut offline = Vec::new();
         for tp in self.ctx.all_partitions() {
             for r in self.ctx.replicas(&tp).to_vec() {
-                let state = if self.ctx.is_live(r) {
-                    if self.ctx.leadership.contains_key(&tp) {
-                        batch.add_leader_and_isr(&self.ctx, &[r], &tp, false);
-                    }
-                    ReplicaState::Online
+                if self.ctx.is_live(r) {
+                    self.ctx
+                        .replica_states
+                        .insert((tp.clone(), r), ReplicaState::Online);
+                    online.push((tp.clone(), r));
                 } else {
-                    ReplicaState::Offline
-                };
-                self.ctx.replica_states.insert((tp.clone(), r), state);
+                    self.ctx
+                        .replica_states
+                        .insert((tp.clone(), r), ReplicaState::DeletionIneligible);
+                    offline.push((tp.clone(), r));
+                }
             }
         }
-        // Replicas on dead brokers go Offline for real: out of the ISR (never emptying it) and
-        // leader -1 where they led, so ZooKeeper shows the partitions as offline.
-        let dead: BTreeSet<i32> = self
-            .ctx
-            .all_partitions()
-            .iter()
-            .flat_map(|tp| self.ctx.replicas(tp).to_vec())
-            .filter(|r| !self.ctx.is_live(*r))
-            .collect();
-        for b in dead {
-            self.replicas_offline(b, &mut batch).await?;
-        }
+        self.replica_sm(&zk, &mut batch)
+            .handle_state_changes(&online, ReplicaState::Online)
+            .await?;
+        self.replica_sm(&zk, &mut batch)
+            .handle_state_changes(&offline, ReplicaState::Offline)
+            .await?;
         // Partition state machine start-up, then elect for New/Offline partitions.
         for tp in self.ctx.all_partitions() {
             let state = match self.ctx.leadership.get(&tp) {
@@ -310,45 +337,95 @@ impl Controller {
             };
             self.ctx.partition_states.insert(tp, state);
         }
-        self.trigger_online_partition_state_change(&mut batch)
+        self.partition_sm(&zk, &mut batch)
+            .trigger_online_partition_state_change()
             .await?;
         // Every broker gets the whole picture once.
         batch.add_update_metadata(&self.ctx.live_ids(), &self.ctx.all_partitions());
+        self.deletion(&zk, &mut batch).resume(true).await?;
         self.send(batch);
-        self.resume_deletions().await?;
+        self.handle.active.store(true, Ordering::SeqCst);
         self.on_preferred_replica_election().await?;
         self.start_auto_rebalance(epoch);
         tracing::info!(broker = self.broker_id, epoch, brokers = ?self.ctx.live_ids(),
-            topics = self.ctx.assignments.len(), "controller failover complete");
+            topics, partitions = self.ctx.leadership.len(), "controller failover complete");
         Ok(())
     }
 
-    /// Reads a topic's assignment (watching it) and every partition's state znode into the context.
-    async fn load_topic(&mut self, topic: &str) -> Result<bool, ZkError> {
-        let zk = self.zk.get();
-        let (assignment, w) = zk.get_topic_assignment_and_watch(topic).await?;
-        arm(
-            w,
-            &self.events,
-            Event::PartitionModification(topic.to_string()),
-        );
-        let Some(assignment) = assignment else {
-            return Ok(false);
-        };
-        let partitions: Vec<i32> = assignment.partitions.keys().copied().collect();
-        self.ctx
-            .assignments
-            .insert(topic.to_string(), assignment.partitions);
-        for (p, (state, zk_version)) in zk.get_partition_states(topic, &partitions).await? {
-            self.ctx.leadership.insert(
-                TopicPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                },
-                Leadership { state, zk_version },
-            );
+    /// Failover's read of ZooKeeper: watches, live brokers, every assignment and partition
+    /// state (pipelined), the deletion queue. Returns the number of topics.
+    async fn load_context(&mut self, zk: &KafkaZkClient) -> Result<usize, ZkError> {
+        let (_, w) = zk.get_broker_ids_and_watch().await?;
+        arm(w, &self.events, Event::BrokerChange);
+        let (topics, w) = zk.get_all_topics_and_watch().await?;
+        arm(w, &self.events, Event::TopicChange);
+        let (deletions, w) = zk.get_topic_deletions_and_watch().await?;
+        arm(w, &self.events, Event::TopicDeletion);
+        let (isr_changes, w) = zk.get_isr_change_notifications_and_watch().await?;
+        arm(w, &self.events, Event::IsrChangeNotification);
+        if !isr_changes.is_empty() {
+            zk.delete_isr_change_notifications(&isr_changes, self.ctx.epoch_zk_version)
+                .await?;
         }
-        Ok(true)
+        for (info, broker_epoch) in zk.get_all_brokers().await? {
+            self.ctx.live_brokers.insert(info.id, (info, broker_epoch));
+        }
+        self.load_topics(zk, &topics, true).await?;
+        for topic in deletions {
+            if self.ctx.assignments.contains_key(&topic) && self.config.delete_topic_enable {
+                self.ctx.topics_to_delete.insert(topic);
+            } else {
+                zk.delete_topic_deletion_flag(&topic, self.ctx.epoch_zk_version)
+                    .await?;
+            }
+        }
+        Ok(topics.len())
+    }
+
+    /// Reads the assignments of `topics` (watching each) into the context, and with
+    /// `with_states` their partitions' state znodes too. Returns the topics that exist.
+    async fn load_topics(
+        &mut self,
+        zk: &KafkaZkClient,
+        topics: &[String],
+        with_states: bool,
+    ) -> Result<Vec<String>, ZkError> {
+        let mut found = Vec::new();
+        let loaded = zk.get_topic_assignments_and_watch(topics).await?;
+        for (topic, (assignment, w)) in topics.iter().zip(loaded) {
+            arm(w, &self.events, Event::PartitionModification(topic.clone()));
+            if let Some(a) = assignment {
+                self.ctx.assignments.insert(topic.clone(), a.partitions);
+                found.push(topic.clone());
+            }
+        }
+        if with_states {
+            let partitions: Vec<TopicPartition> = found
+                .iter()
+                .flat_map(|t| self.ctx.partitions_of(t))
+                .collect();
+            self.refresh_leadership(zk, &partitions).await?;
+        }
+        Ok(found)
+    }
+
+    /// Re-reads the state znodes of `partitions` into the context (pipelined).
+    async fn refresh_leadership(
+        &mut self,
+        zk: &KafkaZkClient,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<TopicPartition>, ZkError> {
+        let states = zk.get_partition_states_batch(partitions).await?;
+        let mut refreshed = Vec::new();
+        for (tp, state) in partitions.iter().zip(states) {
+            if let Some((state, zk_version)) = state {
+                self.ctx
+                    .leadership
+                    .insert(tp.clone(), Leadership { state, zk_version });
+                refreshed.push(tp.clone());
+            }
+        }
+        Ok(refreshed)
     }
 
     pub(super) fn send(&self, batch: RequestBatch) {
@@ -396,7 +473,7 @@ impl Controller {
             }
         }
         if !gone.is_empty() {
-            self.on_broker_failure(&gone).await?;
+            self.on_broker_failure(&zk, &gone).await?;
         }
         let mut started = new.clone();
         started.extend(&bounced);
@@ -409,13 +486,17 @@ impl Controller {
             }
         }
         if !started.is_empty() {
-            self.on_broker_startup(&started).await?;
+            self.on_broker_startup(&zk, &started).await?;
         }
         Ok(())
     }
 
     /// Kafka's `onBrokerStartup`.
-    async fn on_broker_startup(&mut self, brokers: &[i32]) -> Result<(), ZkError> {
+    async fn on_broker_startup(
+        &mut self,
+        zk: &KafkaZkClient,
+        brokers: &[i32],
+    ) -> Result<(), ZkError> {
         let existing: Vec<i32> = self
             .ctx
             .live_ids()
@@ -425,41 +506,68 @@ impl Controller {
         let mut batch = RequestBatch::new();
         batch.add_update_metadata(&existing, &[]);
         batch.add_update_metadata(brokers, &self.ctx.all_partitions());
-        for b in brokers {
-            self.replicas_online(*b, &mut batch);
-        }
-        self.trigger_online_partition_state_change(&mut batch)
+        let replicas: Vec<(TopicPartition, i32)> = brokers
+            .iter()
+            .flat_map(|b| {
+                self.ctx
+                    .partitions_on_broker(*b)
+                    .into_iter()
+                    .filter(|tp| !self.ctx.is_deleting(&tp.topic))
+                    .map(move |tp| (tp, *b))
+            })
+            .collect();
+        self.replica_sm(zk, &mut batch)
+            .handle_state_changes(&replicas, ReplicaState::Online)
             .await?;
+        self.partition_sm(zk, &mut batch)
+            .trigger_online_partition_state_change()
+            .await?;
+        self.deletion(zk, &mut batch).resume(true).await?;
         self.send(batch);
-        self.resume_deletions().await
+        Ok(())
     }
 
     /// Kafka's `onBrokerFailure` → `onReplicasBecomeOffline`.
-    async fn on_broker_failure(&mut self, brokers: &[i32]) -> Result<(), ZkError> {
+    async fn on_broker_failure(
+        &mut self,
+        zk: &KafkaZkClient,
+        brokers: &[i32],
+    ) -> Result<(), ZkError> {
         for b in brokers {
             self.ctx.shutting_down.remove(b);
         }
-        let mut batch = RequestBatch::new();
-        let mut needed_election = false;
-        for tp in self.ctx.all_partitions() {
-            let led_by_dead = self
-                .ctx
-                .leadership
-                .get(&tp)
-                .is_some_and(|l| brokers.contains(&l.state.leader));
-            if led_by_dead && !self.ctx.is_deleting(&tp.topic) {
+        let led_by_dead: Vec<TopicPartition> = self
+            .ctx
+            .leadership
+            .iter()
+            .filter(|(tp, l)| brokers.contains(&l.state.leader) && !self.ctx.is_deleting(&tp.topic))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        let (deleting, replicas): (Vec<_>, Vec<_>) = brokers
+            .iter()
+            .flat_map(|b| {
                 self.ctx
-                    .partition_states
-                    .insert(tp.clone(), PartitionState::Offline);
-                needed_election = true;
-            }
-        }
-        self.trigger_online_partition_state_change(&mut batch)
+                    .partitions_on_broker(*b)
+                    .into_iter()
+                    .map(move |tp| (tp, *b))
+            })
+            .partition(|(tp, _)| self.ctx.is_deleting(&tp.topic));
+        let mut batch = RequestBatch::new();
+        self.partition_sm(zk, &mut batch)
+            .handle_state_changes(&led_by_dead, PartitionState::Offline, Strategy::Offline)
             .await?;
-        for b in brokers {
-            self.replicas_offline(*b, &mut batch).await?;
-        }
-        if !needed_election {
+        self.partition_sm(zk, &mut batch)
+            .trigger_online_partition_state_change()
+            .await?;
+        self.replica_sm(zk, &mut batch)
+            .handle_state_changes(&replicas, ReplicaState::Offline)
+            .await?;
+        // Replicas of topics being deleted cannot be deleted now; they wait for the broker.
+        self.deletion(zk, &mut batch)
+            .fail_replica_deletion(&deleting)
+            .await?;
+        if led_by_dead.is_empty() {
+            // Nobody was re-elected: still tell every broker the dead one is gone.
             batch.add_update_metadata(&self.ctx.live_ids(), &[]);
         }
         self.send(batch);
@@ -468,47 +576,43 @@ impl Controller {
 
     /// `/brokers/topics` changed: create new topics, forget removed ones.
     async fn on_topic_change(&mut self) -> Result<(), ZkError> {
-        let (topics, w) = self.zk.get().get_all_topics_and_watch().await?;
+        let zk = self.zk.get();
+        let (topics, w) = zk.get_all_topics_and_watch().await?;
         arm(w, &self.events, Event::TopicChange);
         let now: BTreeSet<String> = topics.into_iter().collect();
         let known: BTreeSet<String> = self.ctx.assignments.keys().cloned().collect();
         for gone in known.difference(&now) {
             self.ctx.remove_topic(gone);
         }
-        let mut new_partitions = Vec::new();
-        for topic in now.difference(&known) {
-            if self.load_topic(topic).await? {
-                new_partitions.extend(
-                    self.ctx
-                        .partitions_of(topic)
-                        .into_iter()
-                        .filter(|tp| !self.ctx.leadership.contains_key(tp)),
-                );
-            }
+        let added: Vec<String> = now.difference(&known).cloned().collect();
+        if added.is_empty() {
+            return Ok(());
         }
-        if !new_partitions.is_empty() {
-            tracing::info!(
-                broker = self.broker_id,
-                partitions = new_partitions.len(),
-                "new partitions"
-            );
-            self.on_new_partitions(new_partitions).await?;
-        }
-        Ok(())
+        // A new topic has no state znodes yet; one left by an earlier controller is found
+        // when its creation answers NodeExists.
+        let created = self.load_topics(&zk, &added, false).await?;
+        let new_partitions: Vec<TopicPartition> = created
+            .iter()
+            .flat_map(|t| self.ctx.partitions_of(t))
+            .filter(|tp| !self.ctx.leadership.contains_key(tp))
+            .collect();
+        self.on_new_partitions(&zk, new_partitions).await
     }
 
     /// `/brokers/topics/<t>` changed: partitions may have been added.
     async fn on_partition_modification(&mut self, topic: &str) -> Result<(), ZkError> {
-        if self.ctx.is_deleting(topic) || !self.ctx.assignments.contains_key(topic) {
-            // Re-arm only if the topic still exists; a deleted topic's watch simply ends.
-            if self.ctx.assignments.contains_key(topic) {
-                let (_, w) = self.zk.get().get_topic_assignment_and_watch(topic).await?;
-                arm(
-                    w,
-                    &self.events,
-                    Event::PartitionModification(topic.to_string()),
-                );
-            }
+        let zk = self.zk.get();
+        if !self.ctx.assignments.contains_key(topic) {
+            // A deleted topic's watch simply ends.
+            return Ok(());
+        }
+        if self.ctx.is_deleting(topic) {
+            let (_, w) = zk.get_topic_assignment_and_watch(topic).await?;
+            arm(
+                w,
+                &self.events,
+                Event::PartitionModification(topic.to_string()),
+            );
             return Ok(());
         }
         let before: BTreeSet<i32> = self
@@ -517,7 +621,7 @@ impl Controller {
             .get(topic)
             .map(|a| a.keys().copied().collect())
             .unwrap_or_default();
-        self.load_topic(topic).await?;
+        self.load_topics(&zk, &[topic.to_string()], false).await?;
         let added: Vec<TopicPartition> = self
             .ctx
             .partitions_of(topic)
@@ -531,12 +635,51 @@ impl Controller {
                 added = added.len(),
                 "partitions added"
             );
-            self.on_new_partitions(added).await?;
+            self.on_new_partitions(&zk, added).await?;
         }
         Ok(())
     }
 
-    /// Leaders wrote ISR changes: refresh them and tell every broker.
+    /// Kafka's `onNewPartitionCreation`: New, then Online with their first leader.
+    async fn on_new_partitions(
+        &mut self,
+        zk: &KafkaZkClient,
+        partitions: Vec<TopicPartition>,
+    ) -> Result<(), ZkError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            broker = self.broker_id,
+            partitions = partitions.len(),
+            "new partitions"
+        );
+        let replicas: Vec<(TopicPartition, i32)> = partitions
+            .iter()
+            .flat_map(|tp| self.ctx.replicas(tp).iter().map(|r| (tp.clone(), *r)))
+            .collect();
+        let mut batch = RequestBatch::new();
+        self.partition_sm(zk, &mut batch)
+            .handle_state_changes(&partitions, PartitionState::New, Strategy::Offline)
+            .await?;
+        self.replica_sm(zk, &mut batch)
+            .handle_state_changes(&replicas, ReplicaState::New)
+            .await?;
+        self.partition_sm(zk, &mut batch)
+            .handle_state_changes(&partitions, PartitionState::Online, Strategy::Offline)
+            .await?;
+        let live: Vec<_> = replicas
+            .into_iter()
+            .filter(|(_, r)| self.ctx.is_live(*r))
+            .collect();
+        self.replica_sm(zk, &mut batch)
+            .handle_state_changes(&live, ReplicaState::Online)
+            .await?;
+        self.send(batch);
+        Ok(())
+    }
+
+    /// Leaders wrote ISR changes: refresh them (pipelined) and tell every broker.
     async fn on_isr_change(&mut self) -> Result<(), ZkError> {
         let zk = self.zk.get();
         let (children, w) = zk.get_isr_change_notifications_and_watch().await?;
@@ -550,24 +693,38 @@ impl Controller {
                 changed.insert(TopicPartition { topic, partition });
             }
         }
-        let mut refreshed = Vec::new();
-        for tp in changed {
-            if !self.ctx.assignments.contains_key(&tp.topic) {
-                continue;
-            }
-            if let Some((state, zk_version)) =
-                zk.get_partition_state(&tp.topic, tp.partition).await?
-            {
-                self.ctx
-                    .leadership
-                    .insert(tp.clone(), Leadership { state, zk_version });
-                refreshed.push(tp);
-            }
-        }
+        let known: Vec<TopicPartition> = changed
+            .into_iter()
+            .filter(|tp| self.ctx.assignments.contains_key(&tp.topic))
+            .collect();
+        let refreshed = self.refresh_leadership(&zk, &known).await?;
         let mut batch = RequestBatch::new();
         batch.add_update_metadata(&self.ctx.live_ids(), &refreshed);
         self.send(batch);
         zk.delete_isr_change_notifications(&children, self.ctx.epoch_zk_version)
             .await
+    }
+
+    /// `/admin/delete_topics` changed.
+    async fn on_topic_deletion(&mut self) -> Result<(), ZkError> {
+        let zk = self.zk.get();
+        let (topics, w) = zk.get_topic_deletions_and_watch().await?;
+        arm(w, &self.events, Event::TopicDeletion);
+        for topic in topics {
+            if !self.ctx.assignments.contains_key(&topic) {
+                zk.delete_topic_deletion_flag(&topic, self.ctx.epoch_zk_version)
+                    .await?;
+            } else if !self.config.delete_topic_enable {
+                tracing::info!(topic = %topic, "delete.topic.enable is false; removing deletion request");
+                zk.delete_topic_deletion_flag(&topic, self.ctx.epoch_zk_version)
+                    .await?;
+            } else if self.ctx.topics_to_delete.insert(topic.clone()) {
+                tracing::info!(topic = %topic, "topic queued for deletion");
+            }
+        }
+        let mut batch = RequestBatch::new();
+        let result = self.deletion(&zk, &mut batch).resume(true).await;
+        self.send(batch);
+        result
     }
 }

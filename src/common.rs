@@ -1,0 +1,73 @@
+//! The shared vocabulary every layer speaks: the partition name, the leader sentinels Kafka puts
+//! in partition states and metadata, and the endpoint a broker is reached at. A leaf module: it
+//! imports nothing from the crate, so `log`, `zk`, `replication` and the rest can all use it
+//! without depending on each other.
+
+use std::fmt;
+
+/// `leader` of a partition that has no leader (offline), in ZooKeeper state and in metadata.
+pub const NO_LEADER: i32 = -1;
+
+/// `leader` the controller sends in UpdateMetadata for a partition whose topic is being deleted
+/// (Kafka's `LeaderAndIsr.LeaderDuringDelete`): brokers drop it from their metadata.
+pub const LEADER_DURING_DELETE: i32 = -2;
+
+/// A topic partition; its `Display` form (`t-0`) is also its directory name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// Parses a partition directory name `<topic>-<partition>`. Topics may contain `-`, so
+    /// the partition is whatever follows the last one.
+    pub fn from_dir_name(name: &str) -> Option<TopicPartition> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || partition.is_empty() || partition.starts_with('+') {
+            return None;
+        }
+        let partition: i32 = partition.parse().ok()?;
+        (partition >= 0).then(|| TopicPartition::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Where a broker listens, as `host:port` (for controller and replica connections).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: i32,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_is_host_colon_port() {
+        let ep = Endpoint {
+            host: "10.0.0.1".into(),
+            port: 9092,
+        };
+        assert_eq!(ep.to_string(), "10.0.0.1:9092");
+    }
+}
