@@ -31,7 +31,6 @@ use super::Event;
 use crate::log::TopicPartition;
 use crate::metadata::LEADER_DURING_DELETE;
 use crate::protocol::client::BrokerConnection;
-use crate::protocol::errors;
 
 /// Versions the controller sends (IBP 2.4-IV1 level: grouped by topic, flexible, no topic ids).
 const LEADER_AND_ISR_VERSION: i16 = 4;
@@ -136,7 +135,7 @@ async fn sender_loop(
             let outcome = match &req {
                 ControlRequest::LeaderAndIsr(r) => {
                     c.send(r, LEADER_AND_ISR_VERSION).await.map(|resp| {
-                        if resp.error_code != errors::NONE {
+                        if resp.error_code != 0 {
                             tracing::warn!(
                                 broker,
                                 error_code = resp.error_code,
@@ -152,7 +151,7 @@ async fn sender_loop(
                 }
                 ControlRequest::UpdateMetadata(r) => {
                     c.send(r, UPDATE_METADATA_VERSION).await.map(|resp| {
-                        if resp.error_code != errors::NONE {
+                        if resp.error_code != 0 {
                             tracing::warn!(
                                 broker,
                                 error_code = resp.error_code,

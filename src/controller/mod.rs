@@ -16,7 +16,7 @@ mod preferred;
 mod shutdown;
 mod state;
 
-pub use shutdown::{controlled_shutdown, ShutdownReply};
+pub use shutdown::{controlled_shutdown, ShutdownError, ShutdownReply};
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
