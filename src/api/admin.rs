@@ -19,11 +19,12 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
+use super::codes::{self, NONE};
 use super::{ApiContext, ApiError, Req, Response};
 use crate::controller::admin::{self, AdminError, TopicSpec};
-use crate::protocol::errors;
 
 /// How often a waiting admin request re-checks the metadata cache.
 const METADATA_POLL: Duration = Duration::from_millis(50);
@@ -66,21 +67,21 @@ pub(super) async fn create_topics(
         r.name = t.name.clone();
         let outcome: Result<(), (i16, String)> = if !seen.insert(name.clone()) {
             Err((
-                errors::INVALID_REQUEST,
+                ResponseError::InvalidRequest.code(),
                 format!("topic '{name}' listed twice"),
             ))
         } else if !is_controller {
             Err((
-                errors::NOT_CONTROLLER,
+                ResponseError::NotController.code(),
                 "this broker is not the controller".into(),
             ))
         } else {
             let spec = spec_from_request(ctx, t);
             match spec {
-                Err(e) => Err((e.code(), e.to_string())),
+                Err(e) => Err((codes::admin(&e).code(), e.to_string())),
                 Ok(spec) => admin::create_topic(&ctx.zk.get(), &live, &spec, request.validate_only)
                     .await
-                    .map_err(|e| (e.code(), e.to_string())),
+                    .map_err(|e| (codes::admin(&e).code(), e.to_string())),
             }
         };
         match outcome {
@@ -114,11 +115,8 @@ pub(super) async fn create_topics(
         let snap = ctx.metadata.snapshot();
         for r in results.iter_mut() {
             let name = r.name.0.as_str();
-            if r.error_code == errors::NONE
-                && created.iter().any(|c| c == name)
-                && !ready(&snap, name)
-            {
-                r.error_code = errors::REQUEST_TIMED_OUT;
+            if r.error_code == NONE && created.iter().any(|c| c == name) && !ready(&snap, name) {
+                r.error_code = ResponseError::RequestTimedOut.code();
             }
         }
     }
@@ -194,21 +192,21 @@ pub(super) async fn delete_topics(
         let mut r = DeletableTopicResult::default();
         r.name = Some(name.clone());
         r.error_code = if !is_controller {
-            errors::NOT_CONTROLLER
+            ResponseError::NotController.code()
         } else if !ctx.config.delete_topic_enable {
-            errors::TOPIC_DELETION_DISABLED
+            ResponseError::TopicDeletionDisabled.code()
         } else if !snap.topics.contains_key(&topic) {
-            errors::UNKNOWN_TOPIC_OR_PARTITION
+            ResponseError::UnknownTopicOrPartition.code()
         } else {
             match ctx.zk.get().request_topic_deletion(&topic).await {
                 Ok(()) => {
                     tracing::info!(topic = %topic, "topic deletion requested");
                     pending.push(topic.clone());
-                    errors::NONE
+                    NONE
                 }
                 Err(e) => {
                     tracing::warn!(topic = %topic, error = %e, "cannot request topic deletion");
-                    errors::UNKNOWN_SERVER_ERROR
+                    ResponseError::UnknownServerError.code()
                 }
             }
         };
@@ -226,8 +224,8 @@ pub(super) async fn delete_topics(
                 .name
                 .as_ref()
                 .is_some_and(|n| snap.topics.contains_key(n.0.as_str()));
-            if r.error_code == errors::NONE && still_there {
-                r.error_code = errors::REQUEST_TIMED_OUT;
+            if r.error_code == NONE && still_there {
+                r.error_code = ResponseError::RequestTimedOut.code();
             }
         }
     }
@@ -330,7 +328,7 @@ pub(super) async fn describe_configs(
         match res.resource_type {
             RESOURCE_TOPIC => {
                 if !ctx.metadata.snapshot().topics.contains_key(name) {
-                    out.error_code = errors::UNKNOWN_TOPIC_OR_PARTITION;
+                    out.error_code = ResponseError::UnknownTopicOrPartition.code();
                     out.error_message = Some(str_bytes(&format!("topic '{name}' does not exist")));
                 } else {
                     match ctx.zk.get().get_topic_config(name).await {
@@ -346,7 +344,7 @@ pub(super) async fn describe_configs(
                             }
                         }
                         Err(e) => {
-                            out.error_code = errors::UNKNOWN_SERVER_ERROR;
+                            out.error_code = ResponseError::UnknownServerError.code();
                             out.error_message = Some(str_bytes(&e.to_string()));
                         }
                     }
@@ -354,7 +352,7 @@ pub(super) async fn describe_configs(
             }
             RESOURCE_BROKER => {
                 if name.parse::<i32>().ok() != Some(ctx.broker_id()) {
-                    out.error_code = errors::INVALID_REQUEST;
+                    out.error_code = ResponseError::InvalidRequest.code();
                     out.error_message = Some(str_bytes(&format!(
                         "broker {} cannot describe the configs of broker '{name}'",
                         ctx.broker_id()
@@ -369,7 +367,7 @@ pub(super) async fn describe_configs(
                 }
             }
             other => {
-                out.error_code = errors::INVALID_REQUEST;
+                out.error_code = ResponseError::InvalidRequest.code();
                 out.error_message = Some(str_bytes(&format!("unsupported resource type {other}")));
             }
         }

@@ -18,12 +18,13 @@ use kafka_protocol::messages::{
     UpdateMetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
+use super::codes::NONE;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::coordinator::store::OFFSETS_TOPIC;
 use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
-use crate::protocol::errors;
 use crate::replication::LeaderAndIsrState;
 
 /// -1 in a request means "epoch unknown", which Kafka accepts.
@@ -41,12 +42,12 @@ fn fencing_error(
     what: &str,
 ) -> Option<i16> {
     if broker_epoch.is_some_and(|e| broker_epoch_is_stale(ctx, e)) {
-        return Some(errors::STALE_BROKER_EPOCH);
+        return Some(ResponseError::StaleBrokerEpoch.code());
     }
     if let Err(e) = ctx.replicas.check_controller_epoch(controller_epoch) {
         tracing::warn!(controller = controller_id, error = %e, request = what,
             "rejecting a request from a stale controller");
-        return Some(errors::STALE_CONTROLLER_EPOCH);
+        return Some(ResponseError::StaleControllerEpoch.code());
     }
     None
 }
@@ -150,9 +151,9 @@ pub(super) async fn leader_and_isr(
         .into_iter()
         .map(|(tp, r)| {
             let code = match r {
-                Ok(()) => errors::NONE,
+                Ok(()) => NONE,
                 // The request's leader epoch was not newer than ours (reference §4).
-                Err(None) => errors::STALE_CONTROLLER_EPOCH,
+                Err(None) => ResponseError::StaleControllerEpoch.code(),
                 Err(Some(e)) => {
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e,
                         "LeaderAndIsr failed for partition");
@@ -354,7 +355,7 @@ pub(super) async fn stop_replica(
         .into_iter()
         .map(|(tp, r)| {
             let code = match r {
-                Ok(()) => errors::NONE,
+                Ok(()) => NONE,
                 Err(e) => error_code(&e),
             };
             (tp, code)

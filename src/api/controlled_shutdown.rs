@@ -9,6 +9,7 @@ use kafka_protocol::messages::controlled_shutdown_response::RemainingPartition;
 use kafka_protocol::messages::{ControlledShutdownRequest, ControlledShutdownResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::codes;
 use super::{ApiContext, ApiError, Req, Response};
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
@@ -43,14 +44,9 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 })
                 .collect();
         }
-        Err(code) => {
-            tracing::info!(
-                broker,
-                broker_epoch,
-                error_code = code,
-                "controlled shutdown refused"
-            );
-            resp.error_code = code;
+        Err(e) => {
+            tracing::info!(broker, broker_epoch, error = %e, "controlled shutdown refused");
+            resp.error_code = codes::shutdown(e).code();
         }
     }
     req.respond(&resp)

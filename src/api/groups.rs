@@ -16,36 +16,38 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
+use super::codes::{self, group_code};
 use super::metadata::{ensure_offsets_topic, OFFSETS_TOPIC};
 use super::{ApiContext, ApiError, Req, Response};
 use crate::coordinator::membership::{now_ms, JoinRequest};
-use crate::protocol::errors;
+use crate::coordinator::GroupError;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
 /// The broker that coordinates `key`: (node id, host, port), or the error to answer.
-async fn locate(ctx: &ApiContext, key: &str) -> Result<(i32, String, i32), i16> {
+async fn locate(ctx: &ApiContext, key: &str) -> Result<(i32, String, i32), ResponseError> {
     let partition = ctx.coordinator.partition_for(key);
     let snap = ctx.metadata.snapshot();
     if !snap.topics.contains_key(OFFSETS_TOPIC) {
         ensure_offsets_topic(ctx).await;
-        return Err(errors::COORDINATOR_NOT_AVAILABLE);
+        return Err(ResponseError::CoordinatorNotAvailable);
     }
     let leader = snap
         .partition(OFFSETS_TOPIC, partition)
         .map(|p| p.leader)
         .filter(|l| *l >= 0)
-        .ok_or(errors::COORDINATOR_NOT_AVAILABLE)?;
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let broker = snap
         .brokers
         .get(&leader)
-        .ok_or(errors::COORDINATOR_NOT_AVAILABLE)?;
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let ep = broker
         .endpoint(&ctx.config.advertised().name)
-        .ok_or(errors::COORDINATOR_NOT_AVAILABLE)?;
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((leader, ep.host.clone(), ep.port))
 }
 
@@ -61,9 +63,9 @@ pub(super) async fn find_coordinator(
             key_type = request.key_type,
             "FindCoordinator for a non-group key"
         );
-        Err(errors::INVALID_REQUEST)
+        Err(ResponseError::InvalidRequest)
     } else if key.is_empty() {
-        Err(errors::INVALID_REQUEST)
+        Err(ResponseError::InvalidRequest)
     } else {
         locate(ctx, key).await
     };
@@ -74,16 +76,16 @@ pub(super) async fn find_coordinator(
             resp.host = s(host);
             resp.port = port;
         }
-        Err(code) => {
-            resp.error_code = code;
+        Err(error) => {
+            resp.error_code = error.code();
             resp.node_id = BrokerId(-1);
             resp.port = -1;
             if req.version >= 1 {
-                resp.error_message = Some(s(match code {
-                    errors::INVALID_REQUEST if !key.is_empty() => {
+                resp.error_message = Some(s(match error {
+                    ResponseError::InvalidRequest if !key.is_empty() => {
                         "only group coordinators (key type 0) are supported"
                     }
-                    errors::INVALID_REQUEST => "the group id is empty",
+                    ResponseError::InvalidRequest => "the group id is empty",
                     _ => "the coordinator is not available",
                 }));
             }
@@ -96,15 +98,15 @@ pub(super) async fn join_group(ctx: &ApiContext, req: &Req) -> Result<Option<Res
     let request: JoinGroupRequest = req.decode()?;
     let group_id = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
-    let answer = |code: i16| {
+    let answer = |error: Option<GroupError>| {
         let mut r = JoinGroupResponse::default();
-        r.error_code = code;
+        r.error_code = group_code(error);
         r.generation_id = -1;
         r.member_id = s(member_id.clone());
         r
     };
-    if let Err(code) = ctx.coordinator.check(&group_id) {
-        return req.respond(&answer(code));
+    if let Err(e) = ctx.coordinator.check(&group_id) {
+        return req.respond(&answer(Some(e)));
     }
     // KIP-394: v4+ members without a static instance id first get MEMBER_ID_REQUIRED.
     let require_known_member_id = req.version >= 4 && request.group_instance_id.is_none();
@@ -153,8 +155,8 @@ pub(super) async fn sync_group(ctx: &ApiContext, req: &Req) -> Result<Option<Res
     let request: SyncGroupRequest = req.decode()?;
     let group_id = request.group_id.0.to_string();
     let mut resp = SyncGroupResponse::default();
-    if let Err(code) = ctx.coordinator.check(&group_id) {
-        resp.error_code = code;
+    if let Err(e) = ctx.coordinator.check(&group_id) {
+        resp.error_code = codes::group(e).code();
         return req.respond(&resp);
     }
     let assignments: Vec<(String, Bytes)> = request
@@ -173,7 +175,7 @@ pub(super) async fn sync_group(ctx: &ApiContext, req: &Req) -> Result<Option<Res
             now_ms(),
         )
         .await;
-    resp.error_code = r.error;
+    resp.error_code = group_code(r.error);
     resp.assignment = r.assignment;
     req.respond(&resp)
 }
@@ -182,15 +184,15 @@ pub(super) fn heartbeat(ctx: &ApiContext, req: &Req) -> Result<Option<Response>,
     let request: HeartbeatRequest = req.decode()?;
     let group_id = request.group_id.0.to_string();
     let mut resp = HeartbeatResponse::default();
-    resp.error_code = match ctx.coordinator.check(&group_id) {
-        Err(code) => code,
-        Ok(()) => ctx.coordinator.membership().heartbeat(
+    let outcome = ctx.coordinator.check(&group_id).and_then(|()| {
+        ctx.coordinator.membership().heartbeat(
             &group_id,
             request.generation_id,
             request.member_id.as_str(),
             now_ms(),
-        ),
-    };
+        )
+    });
+    resp.error_code = group_code(outcome.err());
     req.respond(&resp)
 }
 
@@ -198,13 +200,16 @@ pub(super) fn leave_group(ctx: &ApiContext, req: &Req) -> Result<Option<Response
     let request: LeaveGroupRequest = req.decode()?;
     let group_id = request.group_id.0.to_string();
     let mut resp = LeaveGroupResponse::default();
-    if let Err(code) = ctx.coordinator.check(&group_id) {
-        resp.error_code = code;
+    if let Err(e) = ctx.coordinator.check(&group_id) {
+        resp.error_code = codes::group(e).code();
         return req.respond(&resp);
     }
     let m = ctx.coordinator.membership();
     if req.version < 3 {
-        resp.error_code = m.leave(&group_id, request.member_id.as_str(), now_ms());
+        resp.error_code = group_code(
+            m.leave(&group_id, request.member_id.as_str(), now_ms())
+                .err(),
+        );
     } else {
         // v3+: a batch of members, each with its own error.
         resp.members = request
@@ -212,7 +217,8 @@ pub(super) fn leave_group(ctx: &ApiContext, req: &Req) -> Result<Option<Response
             .into_iter()
             .map(|id| {
                 let mut r = MemberResponse::default();
-                r.error_code = m.leave(&group_id, id.member_id.as_str(), now_ms());
+                r.error_code =
+                    group_code(m.leave(&group_id, id.member_id.as_str(), now_ms()).err());
                 r.member_id = id.member_id;
                 r.group_instance_id = id.group_instance_id;
                 r
@@ -234,8 +240,8 @@ pub(super) fn describe_groups(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
             g.group_id = id;
             // No authorizer: "unknown operations", as Kafka without one.
             g.authorized_operations = i32::MIN;
-            if let Err(code) = ctx.coordinator.check(&group_id) {
-                g.error_code = code;
+            if let Err(e) = ctx.coordinator.check(&group_id) {
+                g.error_code = codes::group(e).code();
                 g.group_state = s("");
                 return g;
             }
@@ -271,7 +277,7 @@ pub(super) fn list_groups(ctx: &ApiContext, req: &Req) -> Result<Option<Response
     let (partitions, loading) = ctx.coordinator.loaded_partitions();
     if loading {
         // Kafka answers the whole request this way while any partition loads.
-        resp.error_code = errors::COORDINATOR_LOAD_IN_PROGRESS;
+        resp.error_code = codes::group(GroupError::LoadInProgress).code();
     }
     resp.groups = ctx
         .coordinator

@@ -6,9 +6,9 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::ListOffsetsRequest;
 
+use super::codes::NONE;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
-use crate::protocol::errors;
 use crate::replication::ReplicaError;
 
 const LATEST: i64 = -1;
@@ -109,7 +109,7 @@ pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, Ap
                             }
                         }
                     }
-                    if r.error_code == errors::NONE && req.version == 0 {
+                    if r.error_code == NONE && req.version == 0 {
                         r.offset = -1;
                         r.timestamp = -1;
                     }

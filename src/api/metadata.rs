@@ -6,11 +6,12 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
+use super::codes::{self, NONE};
 use super::{ApiContext, ApiError, Req, Response};
 use crate::controller::admin::{self, AdminError};
 use crate::metadata::Snapshot;
-use crate::protocol::errors;
 
 pub(crate) use crate::coordinator::store::OFFSETS_TOPIC;
 
@@ -47,18 +48,21 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 }
                 let code = if let Err(reason) = admin::validate_topic_name(&name) {
                     tracing::debug!(topic = %name, %reason, "metadata for an invalid topic name");
-                    errors::INVALID_TOPIC_EXCEPTION
+                    ResponseError::InvalidTopicException.code()
                 } else if name == OFFSETS_TOPIC {
                     // Kafka creates internal topics whenever they are named, and reports too few
                     // brokers as INVALID_REPLICATION_FACTOR here.
                     match ensure_offsets_topic(ctx).await {
-                        errors::COORDINATOR_NOT_AVAILABLE => errors::INVALID_REPLICATION_FACTOR,
-                        code => code,
+                        ResponseError::CoordinatorNotAvailable => {
+                            ResponseError::InvalidReplicationFactor
+                        }
+                        other => other,
                     }
+                    .code()
                 } else if allow_auto_create {
-                    auto_create(ctx, &name).await
+                    auto_create(ctx, &name).await.code()
                 } else {
-                    errors::UNKNOWN_TOPIC_OR_PARTITION
+                    ResponseError::UnknownTopicOrPartition.code()
                 };
                 let mut t = MetadataResponseTopic::default();
                 t.error_code = code;
@@ -124,7 +128,7 @@ pub(crate) fn offsets_topic_configs(
 /// Creates `__consumer_offsets` (Kafka's `createInternalTopic`): LEADER_NOT_AVAILABLE once it is
 /// being created, COORDINATOR_NOT_AVAILABLE while fewer brokers are alive than
 /// `offsets.topic.replication.factor` (the factor is never lowered).
-pub(crate) async fn ensure_offsets_topic(ctx: &ApiContext) -> i16 {
+pub(crate) async fn ensure_offsets_topic(ctx: &ApiContext) -> ResponseError {
     let live = ctx.metadata.snapshot().brokers.len();
     let rf = ctx.config.offsets_topic_replication_factor;
     if live < usize::try_from(rf).unwrap_or(usize::MAX) {
@@ -134,12 +138,12 @@ pub(crate) async fn ensure_offsets_topic(ctx: &ApiContext) -> i16 {
             replication_factor = rf,
             "too few live brokers for the offsets topic's replication factor"
         );
-        return errors::COORDINATOR_NOT_AVAILABLE;
+        return ResponseError::CoordinatorNotAvailable;
     }
     auto_create(ctx, OFFSETS_TOPIC).await
 }
 
-async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {
+async fn auto_create(ctx: &ApiContext, topic: &str) -> ResponseError {
     let snap = ctx.metadata.snapshot();
     let live: Vec<i32> = snap.brokers.keys().copied().collect();
     let (partitions, rf) = if topic == OFFSETS_TOPIC {
@@ -172,17 +176,17 @@ async fn auto_create(ctx: &ApiContext, topic: &str) -> i16 {
                 replication_factor = rf,
                 "auto-created topic"
             );
-            errors::LEADER_NOT_AVAILABLE
+            ResponseError::LeaderNotAvailable
         }
-        Err(AdminError::TopicExists(_)) => errors::LEADER_NOT_AVAILABLE,
+        Err(AdminError::TopicExists(_)) => ResponseError::LeaderNotAvailable,
         Err(AdminError::InvalidReplicationFactor(reason)) => {
             // Too few live brokers for the default RF; the client retries until enough appear.
             tracing::warn!(topic, %reason, "cannot auto-create topic");
-            errors::LEADER_NOT_AVAILABLE
+            ResponseError::LeaderNotAvailable
         }
         Err(e) => {
             tracing::warn!(topic, error = %e, "auto-create failed");
-            e.code()
+            codes::admin(&e)
         }
     }
 }
@@ -200,9 +204,9 @@ fn topic_metadata(snap: &Snapshot, name: &str, version: i16) -> MetadataResponse
                 let leader_alive = info.leader >= 0 && snap.brokers.contains_key(&info.leader);
                 mp.leader_id = BrokerId(if leader_alive { info.leader } else { -1 });
                 mp.error_code = if leader_alive {
-                    errors::NONE
+                    NONE
                 } else {
-                    errors::LEADER_NOT_AVAILABLE
+                    ResponseError::LeaderNotAvailable.code()
                 };
                 if version >= 7 {
                     mp.leader_epoch = info.leader_epoch;

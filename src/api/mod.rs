@@ -1,11 +1,12 @@
 //! KafkaApis: one dispatcher on the request's API key, one file per API family. This is the only
-//! place where domain errors become Kafka error codes.
+//! place where domain errors become Kafka error codes ([`codes`]).
 //!
 //! [`handle`] returns `Ok(Some(frame))` to answer, `Ok(None)` when no answer is due (acks=0), and
 //! `Err` when the connection must be closed (an unknown API, an unsupported version, a body that
 //! does not decode, or an acks=0 produce that failed — Kafka closes the connection in each case).
 
 mod admin;
+mod codes;
 mod control;
 mod controlled_shutdown;
 #[cfg(test)]
@@ -31,11 +32,11 @@ use crate::config::KafkaConfig;
 use crate::controller::ControllerHandle;
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataCache;
-use crate::protocol::errors;
 use crate::protocol::frame::{self, RequestFrame};
 use crate::protocol::versions as supported;
-use crate::replication::{ReplicaError, ReplicaManager};
+use crate::replication::ReplicaManager;
 use crate::zk::ZkHandle;
+pub(crate) use codes::error_code;
 
 /// Everything a request handler may call. Cheap to clone.
 #[derive(Clone)]
@@ -86,28 +87,6 @@ pub enum ApiError {
     },
     #[error("acks=0 produce failed ({0}); closing the connection as Kafka does")]
     AcksZeroFailure(String),
-}
-
-/// Kafka's error code for a partition-level failure.
-pub fn error_code(e: &ReplicaError) -> i16 {
-    match e {
-        ReplicaError::NotLeader => errors::NOT_LEADER_OR_FOLLOWER,
-        ReplicaError::UnknownTopicOrPartition | ReplicaError::UnknownReplica(_) => {
-            errors::UNKNOWN_TOPIC_OR_PARTITION
-        }
-        ReplicaError::NotEnoughReplicas { .. } => errors::NOT_ENOUGH_REPLICAS,
-        ReplicaError::NotEnoughReplicasAfterAppend { .. } => {
-            errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        }
-        ReplicaError::CorruptMessage(_) => errors::CORRUPT_MESSAGE,
-        ReplicaError::MessageTooLarge { .. } => errors::MESSAGE_TOO_LARGE,
-        ReplicaError::RecordListTooLarge { .. } => errors::RECORD_LIST_TOO_LARGE,
-        ReplicaError::OffsetOutOfRange { .. } => errors::OFFSET_OUT_OF_RANGE,
-        ReplicaError::RequestTimedOut => errors::REQUEST_TIMED_OUT,
-        ReplicaError::FencedLeaderEpoch => errors::FENCED_LEADER_EPOCH,
-        ReplicaError::UnknownLeaderEpoch => errors::UNKNOWN_LEADER_EPOCH,
-        ReplicaError::Storage(_) => errors::KAFKA_STORAGE_ERROR,
-    }
 }
 
 /// A decoded request, ready for its handler.

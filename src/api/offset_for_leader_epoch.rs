@@ -7,9 +7,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::OffsetForLeaderEpochRequest;
 
+use super::codes::NONE;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::{TopicPartition, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
-use crate::protocol::errors;
 use crate::replication::ReplicaError;
 
 fn answer(
@@ -45,7 +45,7 @@ pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, Ap
                     e.partition = p.partition;
                     match answer(ctx, &tp, current, p.leader_epoch) {
                         Ok((epoch, end)) => {
-                            e.error_code = errors::NONE;
+                            e.error_code = NONE;
                             e.leader_epoch = epoch;
                             e.end_offset = end;
                         }

@@ -10,11 +10,12 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetFetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
+use super::codes::{self, group_code, NONE};
 use super::{ApiContext, ApiError, Req, Response};
 use crate::coordinator::membership::now_ms;
 use crate::coordinator::offsets::{CommitRequest, FetchedOffset, PartitionCommit};
-use crate::protocol::errors;
 
 /// Groups per-partition answers by topic, keeping the order topics first appear in.
 fn by_topic<P>(items: impl IntoIterator<Item = (String, P)>) -> Vec<(String, Vec<P>)> {
@@ -61,15 +62,15 @@ pub(super) async fn offset_commit(
             let item = if known {
                 Ok(commit)
             } else {
-                Err(errors::UNKNOWN_TOPIC_OR_PARTITION)
+                Err(ResponseError::UnknownTopicOrPartition.code())
             };
             items.push((topic.clone(), p.partition_index, item));
         }
     }
     let codes: Vec<i16> = if req.version == 0 {
         commit_to_zookeeper(ctx, &group_id, &items).await
-    } else if let Err(code) = ctx.coordinator.check(&group_id) {
-        vec![code; items.len()]
+    } else if let Err(e) = ctx.coordinator.check(&group_id) {
+        vec![codes::group(e).code(); items.len()]
     } else {
         let accepted: Vec<PartitionCommit> = items
             .iter()
@@ -92,7 +93,11 @@ pub(super) async fn offset_commit(
         items
             .iter()
             .map(|(_, _, c)| match c {
-                Ok(_) => results.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR),
+                Ok(_) => results
+                    .next()
+                    .map_or(ResponseError::UnknownServerError.code(), |r| {
+                        group_code(r.err())
+                    }),
                 Err(code) => *code,
             })
             .collect()
@@ -134,17 +139,17 @@ async fn commit_to_zookeeper(
                 if c.metadata.as_ref().map_or(0, String::len)
                     > ctx.config.offset_metadata_max_bytes =>
             {
-                errors::OFFSET_METADATA_TOO_LARGE
+                ResponseError::OffsetMetadataTooLarge.code()
             }
             Ok(c) => match zk
                 .set_consumer_offset(group_id, topic, *partition, c.offset)
                 .await
             {
-                Ok(()) => errors::NONE,
+                Ok(()) => NONE,
                 Err(e) => {
                     tracing::warn!(group = %group_id, topic = %topic, partition, error = %e,
                         "v0 offset commit to ZooKeeper failed");
-                    errors::UNKNOWN_SERVER_ERROR
+                    ResponseError::UnknownServerError.code()
                 }
             },
         };
@@ -168,7 +173,7 @@ pub(super) async fn offset_fetch(
     let (fetched, error): (Vec<FetchedOffset>, i16) = if req.version == 0 {
         (
             fetch_from_zookeeper(ctx, &group_id, requested.unwrap_or_default()).await,
-            errors::NONE,
+            NONE,
         )
     } else {
         match ctx.coordinator.check(&group_id) {
@@ -176,9 +181,9 @@ pub(super) async fn offset_fetch(
                 ctx.coordinator
                     .membership()
                     .fetch_offsets(&group_id, requested),
-                errors::NONE,
+                NONE,
             ),
-            Err(code) => {
+            Err(e) => {
                 // Every requested partition carries the error (v1 has no top-level code).
                 let unanswered = requested
                     .unwrap_or_default()
@@ -193,7 +198,7 @@ pub(super) async fn offset_fetch(
                         })
                     })
                     .collect();
-                (unanswered, code)
+                (unanswered, codes::group(e).code())
             }
         }
     };

@@ -10,11 +10,11 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::metadata::OFFSETS_TOPIC;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
-use crate::protocol::errors;
 use crate::replication::ReplicaError;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
@@ -33,10 +33,10 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 partition: p.index,
             };
             if !matches!(acks, -1..=1) {
-                rejected.push((tp, errors::INVALID_REQUIRED_ACKS));
+                rejected.push((tp, ResponseError::InvalidRequiredAcks.code()));
             } else if name == OFFSETS_TOPIC {
                 // Only the group coordinator writes the offsets topic.
-                rejected.push((tp, errors::INVALID_TOPIC_EXCEPTION));
+                rejected.push((tp, ResponseError::InvalidTopicException.code()));
             } else {
                 entries.push((tp, p.records));
             }

@@ -6,9 +6,10 @@
 
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::ResponseError;
 
+use super::codes::NONE;
 use super::{ApiError, Req, Response};
-use crate::protocol::errors;
 use crate::protocol::frame::encode_response;
 use crate::protocol::versions::SUPPORTED;
 
@@ -31,12 +32,13 @@ fn body(error_code: i16) -> ApiVersionsResponse {
 pub(super) fn handle(req: &Req) -> Result<Option<Response>, ApiError> {
     // Decoding checks the body is well formed; the client software name is only informative.
     let _: ApiVersionsRequest = req.decode()?;
-    req.respond(&body(errors::NONE))
+    req.respond(&body(NONE))
 }
 
 /// UNSUPPORTED_VERSION encoded as v0 (header v0), still listing our ranges so the client can retry.
 pub(super) fn unsupported_version(correlation_id: i32) -> Result<Option<Response>, ApiError> {
-    encode_response(correlation_id, 0, &body(errors::UNSUPPORTED_VERSION), 0)
+    let error_code = ResponseError::UnsupportedVersion.code();
+    encode_response(correlation_id, 0, &body(error_code), 0)
         .map(|b| Some(vec![b.freeze()]))
         .map_err(|e| ApiError::Encode {
             key: kafka_protocol::messages::ApiKey::ApiVersions,
@@ -52,7 +54,7 @@ mod tests {
 
     #[test]
     fn v3_response_has_no_tagged_fields() {
-        let r = body(errors::NONE);
+        let r = body(NONE);
         let mut b = bytes::BytesMut::new();
         r.encode(&mut b, 3).unwrap();
         // The body ends with throttle_time_ms (4 bytes) then the tagged-field count, which must be 0.
@@ -72,7 +74,8 @@ mod tests {
         let out = unsupported_version(7).unwrap().unwrap().concat();
         // size(4) corr(4) error(2)
         assert_eq!(&out[4..8], &7i32.to_be_bytes());
-        assert_eq!(&out[8..10], &errors::UNSUPPORTED_VERSION.to_be_bytes());
+        // UNSUPPORTED_VERSION.
+        assert_eq!(&out[8..10], &35i16.to_be_bytes());
         assert_eq!(&out[10..14], &(SUPPORTED.len() as i32).to_be_bytes());
     }
 }

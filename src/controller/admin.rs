@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use rand::Rng;
 
-use crate::protocol::errors;
 use crate::zk::{KafkaZkClient, ZkError};
 
 /// Kafka's maximum topic name length.
@@ -42,22 +41,6 @@ pub enum AdminError {
     InvalidRequest(String),
     #[error("ZooKeeper: {0}")]
     Zk(#[from] ZkError),
-}
-
-impl AdminError {
-    /// The Kafka error code for this failure.
-    pub fn code(&self) -> i16 {
-        match self {
-            AdminError::TopicExists(_) => errors::TOPIC_ALREADY_EXISTS,
-            AdminError::InvalidTopic(_) => errors::INVALID_TOPIC_EXCEPTION,
-            AdminError::InvalidPartitions(_) => errors::INVALID_PARTITIONS,
-            AdminError::InvalidReplicationFactor(_) => errors::INVALID_REPLICATION_FACTOR,
-            AdminError::InvalidReplicaAssignment(_) => errors::INVALID_REPLICA_ASSIGNMENT,
-            AdminError::InvalidConfig(_) => errors::INVALID_CONFIG,
-            AdminError::InvalidRequest(_) => errors::INVALID_REQUEST,
-            AdminError::Zk(_) => errors::UNKNOWN_SERVER_ERROR,
-        }
-    }
 }
 
 /// Kafka's topic name rule: 1–249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -23,7 +23,7 @@ mod replica_sm;
 mod request_batch;
 mod shutdown;
 
-pub use shutdown::{controlled_shutdown, ShutdownReply};
+pub use shutdown::{controlled_shutdown, ShutdownError, ShutdownReply};
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;

@@ -27,14 +27,24 @@ use super::{ControllerHandle, Event};
 use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
 use crate::protocol::client::{BrokerConnection, ClientError};
-use crate::protocol::errors;
 use crate::zk::{ZkError, ZkHandle};
 
 /// The version the broker sends (2.8's latest; the handler serves 0–3).
 const CONTROLLED_SHUTDOWN_VERSION: i16 = 3;
 
-/// What the controller answers: the partitions the broker still leads, or a Kafka error code.
-pub type ShutdownOutcome = Result<Vec<TopicPartition>, i16>;
+/// Why the controller refused a controlled shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ShutdownError {
+    #[error("this broker is not the active controller")]
+    NotController,
+    #[error("the broker is not registered")]
+    BrokerNotAvailable,
+    #[error("the request's broker epoch is older than the broker's registration")]
+    StaleBrokerEpoch,
+}
+
+/// What the controller answers: the partitions the broker still leads, or why it refused.
+pub type ShutdownOutcome = Result<Vec<TopicPartition>, ShutdownError>;
 
 /// Where the controller sends a controlled shutdown's outcome. Clone because events are cloned
 /// for retries; the first answer wins. Dropping every clone unanswered reads as NOT_CONTROLLER
@@ -71,7 +81,7 @@ impl ControllerHandle {
     /// `broker_epoch` -1 means unknown (requests before v2), which is accepted.
     pub async fn controlled_shutdown(&self, broker: i32, broker_epoch: i64) -> ShutdownOutcome {
         if !self.is_active() {
-            return Err(errors::NOT_CONTROLLER);
+            return Err(ShutdownError::NotController);
         }
         let (reply, rx) = ShutdownReply::new();
         self.notify(Event::ControlledShutdown {
@@ -79,7 +89,7 @@ impl ControllerHandle {
             broker_epoch,
             reply,
         });
-        rx.await.unwrap_or(Err(errors::NOT_CONTROLLER))
+        rx.await.unwrap_or(Err(ShutdownError::NotController))
     }
 }
 
@@ -97,7 +107,7 @@ impl Controller {
                 broker,
                 "controlled shutdown of a broker that is not registered"
             );
-            reply.send(Err(errors::BROKER_NOT_AVAILABLE));
+            reply.send(Err(ShutdownError::BrokerNotAvailable));
             return Ok(());
         }
         let cached = self.ctx.broker_epoch(broker);
@@ -108,7 +118,7 @@ impl Controller {
                 current = cached,
                 "controlled shutdown from an old broker epoch"
             );
-            reply.send(Err(errors::STALE_BROKER_EPOCH));
+            reply.send(Err(ShutdownError::StaleBrokerEpoch));
             return Ok(());
         }
         self.ctx.shutting_down.insert(broker);
@@ -298,7 +308,7 @@ async fn attempt_once(
         .send(&req, CONTROLLED_SHUTDOWN_VERSION)
         .await
         .map_err(request_error)?;
-    if resp.error_code != errors::NONE {
+    if resp.error_code != 0 {
         return Err(AttemptError::Rejected {
             controller,
             code: resp.error_code,

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::error::GroupError;
 use super::group::{Group, GroupState};
 use super::membership::{now_ms, Entry, JoinResponse, Membership, SyncResponse};
 use super::records::{self, GroupValue, OffsetValue, RecordKey};
-use crate::protocol::{batch, errors};
+use crate::protocol::batch;
 
 /// The state of one offsets partition after replaying its log.
 #[derive(Debug, Default)]
@@ -147,12 +148,12 @@ impl Membership {
             if let Some(mut e) = groups.remove(id) {
                 let _ = e.group.transition_to(GroupState::Dead, now_ms());
                 for (member, tx) in e.joins.drain() {
-                    let mut r = JoinResponse::error(errors::NOT_COORDINATOR, &member);
+                    let mut r = JoinResponse::error(GroupError::NotCoordinator, &member);
                     r.member_id = member;
                     let _ = tx.send(r);
                 }
                 for (_, tx) in e.syncs.drain() {
-                    let _ = tx.send(SyncResponse::error(errors::NOT_COORDINATOR));
+                    let _ = tx.send(SyncResponse::error(GroupError::NotCoordinator));
                 }
             }
         }

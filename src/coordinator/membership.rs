@@ -16,11 +16,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{oneshot, watch};
 
+use super::error::{AppendError, GroupError};
 use super::group::{Group, GroupState, Member};
 use super::hash::partition_for;
 use super::records;
-use super::store::{group_store_error, GroupLog, Record, WriteQueue};
-use crate::protocol::errors;
+use super::store::{GroupLog, Record, WriteQueue};
 
 /// The `group.*` broker settings.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +71,8 @@ pub struct JoinRequest {
 /// A JoinGroup answer. `members` is filled for the leader only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResponse {
-    pub error: i16,
+    /// `None` when the member joined; [`GroupError::MemberIdRequired`] still carries the id.
+    pub error: Option<GroupError>,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -81,9 +82,9 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    pub(super) fn error(error: i16, member_id: &str) -> Self {
+    pub(super) fn error(error: GroupError, member_id: &str) -> Self {
         Self {
-            error,
+            error: Some(error),
             generation_id: -1,
             protocol_type: None,
             protocol_name: None,
@@ -97,16 +98,17 @@ impl JoinResponse {
 /// A SyncGroup answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResponse {
-    pub error: i16,
+    /// `None` when the assignment was handed out.
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResponse {
-    pub(super) fn error(error: i16) -> Self {
+    pub(super) fn error(error: GroupError) -> Self {
         Self {
-            error,
+            error: Some(error),
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
@@ -224,9 +226,9 @@ impl Membership {
         let joined = self.join_now(req.clone(), now_ms);
         match joined {
             Joined::Now(r) => r,
-            Joined::Parked(rx) => rx
-                .await
-                .unwrap_or_else(|_| JoinResponse::error(errors::UNKNOWN_MEMBER_ID, &req.member_id)),
+            Joined::Parked(rx) => rx.await.unwrap_or_else(|_| {
+                JoinResponse::error(GroupError::UnknownMemberId, &req.member_id)
+            }),
         }
     }
 
@@ -236,14 +238,14 @@ impl Membership {
             || req.session_timeout_ms > cfg.max_session_timeout_ms
         {
             return Joined::Now(JoinResponse::error(
-                errors::INVALID_SESSION_TIMEOUT,
+                GroupError::InvalidSessionTimeout,
                 &req.member_id,
             ));
         }
         let mut groups = self.groups();
         if !req.member_id.is_empty() && !groups.contains_key(&req.group_id) {
             return Joined::Now(JoinResponse::error(
-                errors::UNKNOWN_MEMBER_ID,
+                GroupError::UnknownMemberId,
                 &req.member_id,
             ));
         }
@@ -254,13 +256,13 @@ impl Membership {
         if entry.group.is(GroupState::Dead) {
             // The group was unloaded or deleted under the request.
             return Joined::Now(JoinResponse::error(
-                errors::COORDINATOR_NOT_AVAILABLE,
+                GroupError::CoordinatorNotAvailable,
                 &req.member_id,
             ));
         }
         if !entry.group.supports_protocols(&req.protocol_type, &names) {
             return Joined::Now(JoinResponse::error(
-                errors::INCONSISTENT_GROUP_PROTOCOL,
+                GroupError::InconsistentGroupProtocol,
                 &req.member_id,
             ));
         }
@@ -273,7 +275,7 @@ impl Membership {
 
     fn join_new_member(&self, entry: &mut Entry, req: JoinRequest, now_ms: i64) -> Joined {
         if entry.group.size() >= self.config.max_size {
-            return Joined::Now(JoinResponse::error(errors::GROUP_MAX_SIZE_REACHED, ""));
+            return Joined::Now(JoinResponse::error(GroupError::GroupMaxSizeReached, ""));
         }
         let prefix = req.group_instance_id.as_deref().unwrap_or(&req.client_id);
         let member_id = new_member_id(prefix);
@@ -284,7 +286,10 @@ impl Membership {
                 member_id.clone(),
                 now_ms + i64::from(req.session_timeout_ms),
             );
-            return Joined::Now(JoinResponse::error(errors::MEMBER_ID_REQUIRED, &member_id));
+            return Joined::Now(JoinResponse::error(
+                GroupError::MemberIdRequired,
+                &member_id,
+            ));
         }
         self.add_member_and_rebalance(entry, req, member_id, now_ms)
     }
@@ -295,7 +300,7 @@ impl Membership {
             return self.add_member_and_rebalance(entry, req, member_id, now_ms);
         }
         if !entry.group.has_member(&member_id) {
-            return Joined::Now(JoinResponse::error(errors::UNKNOWN_MEMBER_ID, &member_id));
+            return Joined::Now(JoinResponse::error(GroupError::UnknownMemberId, &member_id));
         }
         let state = entry.group.state();
         let changed = entry
@@ -373,7 +378,7 @@ impl Membership {
         }
         if entry.group.is(GroupState::CompletingRebalance) {
             for (_, tx) in entry.syncs.drain() {
-                let _ = tx.send(SyncResponse::error(errors::REBALANCE_IN_PROGRESS));
+                let _ = tx.send(SyncResponse::error(GroupError::RebalanceInProgress));
             }
         }
         let was_empty = entry.group.is(GroupState::Empty);
@@ -455,7 +460,7 @@ impl Membership {
             Vec::new()
         };
         JoinResponse {
-            error: errors::NONE,
+            error: None,
             generation_id: g.generation_id,
             protocol_type: g.protocol_type.clone(),
             protocol_name: g.protocol_name.clone(),
@@ -479,21 +484,21 @@ impl Membership {
         let (rx, write) = {
             let mut groups = self.groups();
             let Some(entry) = groups.get_mut(group_id) else {
-                return SyncResponse::error(errors::UNKNOWN_MEMBER_ID);
+                return SyncResponse::error(GroupError::UnknownMemberId);
             };
             if !entry.group.has_member(member_id) {
-                return SyncResponse::error(errors::UNKNOWN_MEMBER_ID);
+                return SyncResponse::error(GroupError::UnknownMemberId);
             }
             if generation_id != entry.group.generation_id {
-                return SyncResponse::error(errors::ILLEGAL_GENERATION);
+                return SyncResponse::error(GroupError::IllegalGeneration);
             }
             entry.touch(member_id, now_ms);
             match entry.group.state() {
                 GroupState::Empty | GroupState::Dead => {
-                    return SyncResponse::error(errors::UNKNOWN_MEMBER_ID)
+                    return SyncResponse::error(GroupError::UnknownMemberId)
                 }
                 GroupState::PreparingRebalance => {
-                    return SyncResponse::error(errors::REBALANCE_IN_PROGRESS)
+                    return SyncResponse::error(GroupError::RebalanceInProgress)
                 }
                 GroupState::Stable => return self.sync_response(entry, member_id),
                 GroupState::CompletingRebalance => {}
@@ -526,7 +531,7 @@ impl Membership {
             self.finish_assignment(group_id, generation_id, assigned, stored, now_ms);
         }
         rx.await
-            .unwrap_or_else(|_| SyncResponse::error(errors::REBALANCE_IN_PROGRESS))
+            .unwrap_or_else(|_| SyncResponse::error(GroupError::RebalanceInProgress))
     }
 
     /// After the leader's group record was appended: hand the assignment out and go Stable,
@@ -538,7 +543,7 @@ impl Membership {
         group_id: &str,
         generation_id: i32,
         assigned: HashMap<String, Bytes>,
-        stored: Result<(), i16>,
+        stored: Result<(), AppendError>,
         now_ms: i64,
     ) {
         let mut groups = self.groups();
@@ -571,10 +576,10 @@ impl Membership {
                     }
                 }
             }
-            Err(code) => {
-                let error = group_store_error(code);
-                tracing::warn!(group = %group_id, generation = generation_id, append_error = code,
-                    error, "storing the assignment failed; rebalancing");
+            Err(append_error) => {
+                let error = GroupError::from_group_store(&append_error);
+                tracing::warn!(group = %group_id, generation = generation_id, %append_error,
+                    %error, "storing the assignment failed; rebalancing");
                 for (_, tx) in entry.syncs.drain() {
                     let _ = tx.send(SyncResponse::error(error));
                 }
@@ -585,7 +590,7 @@ impl Membership {
 
     fn sync_response(&self, entry: &Entry, member_id: &str) -> SyncResponse {
         SyncResponse {
-            error: errors::NONE,
+            error: None,
             protocol_type: entry.group.protocol_type.clone(),
             protocol_name: entry.group.protocol_name.clone(),
             assignment: entry
@@ -603,56 +608,56 @@ impl Membership {
         generation_id: i32,
         member_id: &str,
         now_ms: i64,
-    ) -> i16 {
+    ) -> Result<(), GroupError> {
         let mut groups = self.groups();
         let Some(entry) = groups.get_mut(group_id) else {
-            return errors::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         };
         if !entry.group.has_member(member_id) {
-            return errors::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         }
         // Kafka's handleHeartbeat, state by state.
         match entry.group.state() {
-            GroupState::Empty | GroupState::Dead => errors::UNKNOWN_MEMBER_ID,
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
             GroupState::CompletingRebalance => {
                 entry.touch(member_id, now_ms);
-                errors::REBALANCE_IN_PROGRESS
+                Err(GroupError::RebalanceInProgress)
             }
-            _ if generation_id != entry.group.generation_id => errors::ILLEGAL_GENERATION,
+            _ if generation_id != entry.group.generation_id => Err(GroupError::IllegalGeneration),
             GroupState::PreparingRebalance => {
                 entry.touch(member_id, now_ms);
-                errors::REBALANCE_IN_PROGRESS
+                Err(GroupError::RebalanceInProgress)
             }
             GroupState::Stable => {
                 entry.touch(member_id, now_ms);
-                errors::NONE
+                Ok(())
             }
         }
     }
 
     /// LeaveGroup for one member.
-    pub fn leave(&self, group_id: &str, member_id: &str, now_ms: i64) -> i16 {
+    pub fn leave(&self, group_id: &str, member_id: &str, now_ms: i64) -> Result<(), GroupError> {
         let mut groups = self.groups();
         let Some(entry) = groups.get_mut(group_id) else {
-            return errors::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         };
         if entry.group.pending_members.remove(member_id) {
             entry.session_deadline_ms.remove(member_id);
-            return errors::NONE;
+            return Ok(());
         }
         if !entry.group.has_member(member_id) {
-            return errors::UNKNOWN_MEMBER_ID;
+            return Err(GroupError::UnknownMemberId);
         }
         tracing::info!(group = %group_id, member = %member_id, "member left");
         self.remove_member_and_rebalance(entry, member_id, now_ms);
-        errors::NONE
+        Ok(())
     }
 
     fn remove_member_and_rebalance(&self, entry: &mut Entry, member_id: &str, now_ms: i64) {
         entry.group.remove(member_id);
         entry.session_deadline_ms.remove(member_id);
         if let Some(tx) = entry.joins.remove(member_id) {
-            let _ = tx.send(JoinResponse::error(errors::UNKNOWN_MEMBER_ID, member_id));
+            let _ = tx.send(JoinResponse::error(GroupError::UnknownMemberId, member_id));
         }
         match entry.group.state() {
             GroupState::Stable | GroupState::CompletingRebalance => {

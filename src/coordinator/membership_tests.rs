@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::coordinator::store::MemoryGroupLog;
+use crate::replication::ReplicaError;
 
 /// A membership engine over an in-memory log (the log's records are inspected by the tests).
 fn membership() -> (Membership, MemoryGroupLog) {
@@ -56,7 +57,7 @@ async fn settle() {
 /// Two members join a new group (v4 flow); returns (leader response, follower response).
 async fn two_member_group(m: &Membership) -> (JoinResponse, JoinResponse) {
     let first = m.join(join_req("", &["range"], true), 0).await;
-    assert_eq!(first.error, errors::MEMBER_ID_REQUIRED);
+    assert_eq!(first.error, Some(GroupError::MemberIdRequired));
     assert!(first.member_id.starts_with("client-"));
     let a = spawn_join(m, join_req(&first.member_id, &["range"], true), 10);
     settle().await;
@@ -80,8 +81,8 @@ async fn two_member_group(m: &Membership) -> (JoinResponse, JoinResponse) {
 async fn join_elects_the_first_member_and_only_the_leader_sees_members() {
     let m = membership().0;
     let (a, b) = two_member_group(&m).await;
-    assert_eq!(a.error, errors::NONE);
-    assert_eq!(b.error, errors::NONE);
+    assert_eq!(a.error, None);
+    assert_eq!(b.error, None);
     assert_eq!(a.generation_id, 1);
     assert_eq!(a.leader, a.member_id, "the first member to join leads");
     assert_eq!(b.leader, a.member_id);
@@ -105,7 +106,7 @@ async fn sync_hands_out_the_leaders_assignment() {
     assert!(!follower.is_finished(), "the follower waits for the leader");
     assert_eq!(
         m.heartbeat("g", 1, &b.member_id, 7000),
-        errors::REBALANCE_IN_PROGRESS
+        Err(GroupError::RebalanceInProgress)
     );
     let assignments = vec![
         (a.member_id.clone(), Bytes::from_static(b"p0,p1,p2")),
@@ -114,7 +115,7 @@ async fn sync_hands_out_the_leaders_assignment() {
     let leader = m.sync("g", 1, &a.member_id, assignments, 7100).await;
     assert_eq!(leader.assignment, Bytes::from_static(b"p0,p1,p2"));
     let follower = follower.await.unwrap();
-    assert_eq!(follower.error, errors::NONE);
+    assert_eq!(follower.error, None);
     assert_eq!(follower.assignment, Bytes::from_static(b"p3,p4,p5"));
     assert_eq!(m.group_state("g").unwrap().0, GroupState::Stable);
     // The assignment was written, as a group record in the group's partition, before it was
@@ -138,21 +139,21 @@ async fn sync_hands_out_the_leaders_assignment() {
         .collect();
     assert!(stored.contains(&(a.member_id.as_str(), b"p0,p1,p2".as_slice())));
     assert!(stored.contains(&(b.member_id.as_str(), b"p3,p4,p5".as_slice())));
-    assert_eq!(m.heartbeat("g", 1, &b.member_id, 7200), errors::NONE);
+    assert_eq!(m.heartbeat("g", 1, &b.member_id, 7200), Ok(()));
     assert_eq!(
         m.heartbeat("g", 0, &b.member_id, 7200),
-        errors::ILLEGAL_GENERATION
+        Err(GroupError::IllegalGeneration)
     );
     assert_eq!(
         m.heartbeat("g", 1, "nobody", 7200),
-        errors::UNKNOWN_MEMBER_ID
+        Err(GroupError::UnknownMemberId)
     );
     // A stable follower asking again gets its assignment back.
     let again = m.sync("g", 1, &b.member_id, vec![], 7300).await;
     assert_eq!(again.assignment, Bytes::from_static(b"p3,p4,p5"));
     assert_eq!(
         m.sync("g", 5, &b.member_id, vec![], 7300).await.error,
-        errors::ILLEGAL_GENERATION
+        Some(GroupError::IllegalGeneration)
     );
 }
 
@@ -179,7 +180,7 @@ async fn a_joiner_triggers_a_rebalance_that_completes_when_all_rejoined() {
     // Existing members learn through their heartbeat and rejoin.
     assert_eq!(
         m.heartbeat("g", 1, &a.member_id, 8100),
-        errors::REBALANCE_IN_PROGRESS
+        Err(GroupError::RebalanceInProgress)
     );
     let ja = spawn_join(&m, join_req(&a.member_id, &["range"], true), 8200);
     settle().await;
@@ -198,7 +199,7 @@ async fn leave_and_session_expiry_rebalance_the_rest() {
     let m = membership().0;
     let (a, b) = stable_two_member_group(&m).await;
     // The leader leaves: the follower takes over after rejoining.
-    assert_eq!(m.leave("g", &a.member_id, 8000), errors::NONE);
+    assert_eq!(m.leave("g", &a.member_id, 8000), Ok(()));
     assert_eq!(
         m.group_state("g").unwrap().0,
         GroupState::PreparingRebalance
@@ -206,7 +207,10 @@ async fn leave_and_session_expiry_rebalance_the_rest() {
     let jb = m.join(join_req(&b.member_id, &["range"], true), 8100).await;
     assert_eq!(jb.generation_id, 2);
     assert_eq!(jb.leader, b.member_id);
-    assert_eq!(m.leave("g", &a.member_id, 8200), errors::UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        m.leave("g", &a.member_id, 8200),
+        Err(GroupError::UnknownMemberId)
+    );
     m.sync("g", 2, &b.member_id, vec![], 8200).await;
 
     // No heartbeat for longer than the 10 s session: removed, the group is Empty.
@@ -229,7 +233,7 @@ async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
     for t in (9000..38_000).step_by(3000) {
         assert_eq!(
             m.heartbeat("g", 1, &b.member_id, t),
-            errors::REBALANCE_IN_PROGRESS
+            Err(GroupError::RebalanceInProgress)
         );
         m.tick(t);
     }
@@ -241,7 +245,7 @@ async fn a_member_that_does_not_rejoin_is_dropped_at_the_rebalance_timeout() {
     assert_eq!(ja.members.len(), 1);
     assert_eq!(
         m.heartbeat("g", 2, &b.member_id, 38_100),
-        errors::UNKNOWN_MEMBER_ID
+        Err(GroupError::UnknownMemberId)
     );
 }
 
@@ -250,16 +254,19 @@ async fn bad_joins_are_refused() {
     let m = membership().0;
     let mut r = join_req("", &["range"], false);
     r.session_timeout_ms = 5999;
-    assert_eq!(m.join(r, 0).await.error, errors::INVALID_SESSION_TIMEOUT);
+    assert_eq!(
+        m.join(r, 0).await.error,
+        Some(GroupError::InvalidSessionTimeout)
+    );
     assert_eq!(
         m.join(join_req("ghost", &["range"], false), 0).await.error,
-        errors::UNKNOWN_MEMBER_ID
+        Some(GroupError::UnknownMemberId)
     );
     let mut empty = join_req("", &[], false);
     empty.protocol_type = "consumer".into();
     assert_eq!(
         m.join(empty, 0).await.error,
-        errors::INCONSISTENT_GROUP_PROTOCOL
+        Some(GroupError::InconsistentGroupProtocol)
     );
 
     // A v3 join is added at once (no MEMBER_ID_REQUIRED round trip).
@@ -269,11 +276,11 @@ async fn bad_joins_are_refused() {
     other.group_id = "g".into();
     assert_eq!(
         m.join(other, 10).await.error,
-        errors::INCONSISTENT_GROUP_PROTOCOL
+        Some(GroupError::InconsistentGroupProtocol)
     );
     m.tick(3001);
     let j = j.await.unwrap();
-    assert_eq!(j.error, errors::NONE);
+    assert_eq!(j.error, None);
     assert_eq!(j.generation_id, 1);
 }
 
@@ -281,7 +288,7 @@ async fn bad_joins_are_refused() {
 async fn a_failed_assignment_write_fails_the_syncs_and_rebalances() {
     let (m, log) = membership();
     let (a, b) = two_member_group(&m).await;
-    *log.fail_with.lock().unwrap() = Some(errors::NOT_LEADER_OR_FOLLOWER);
+    *log.fail_with.lock().unwrap() = Some(ReplicaError::NotLeader.into());
     let follower = spawn_follower_sync(&m, &b.member_id);
     settle().await;
     let leader = m
@@ -295,10 +302,13 @@ async fn a_failed_assignment_write_fails_the_syncs_and_rebalances() {
         .await;
     assert_eq!(
         leader.error,
-        errors::NOT_COORDINATOR,
+        Some(GroupError::NotCoordinator),
         "NOT_LEADER maps to NOT_COORDINATOR"
     );
-    assert_eq!(follower.await.unwrap().error, errors::NOT_COORDINATOR);
+    assert_eq!(
+        follower.await.unwrap().error,
+        Some(GroupError::NotCoordinator)
+    );
     assert_eq!(
         m.group_state("g").unwrap().0,
         GroupState::PreparingRebalance
@@ -309,8 +319,8 @@ async fn a_failed_assignment_write_fails_the_syncs_and_rebalances() {
 async fn a_group_everyone_left_is_recorded_empty() {
     let m = membership().0;
     let (a, b) = stable_two_member_group(&m).await;
-    assert_eq!(m.leave("g", &a.member_id, 8000), errors::NONE);
-    assert_eq!(m.leave("g", &b.member_id, 8001), errors::NONE);
+    assert_eq!(m.leave("g", &a.member_id, 8000), Ok(()));
+    assert_eq!(m.leave("g", &b.member_id, 8001), Ok(()));
     let (state, generation, _, size) = m.group_state("g").unwrap();
     assert_eq!((state, size), (GroupState::Empty, 0));
     let queued = m.writes.drain();

@@ -6,8 +6,10 @@
 //! coordinator when that changes: becoming leader starts a background load of the partition
 //! ([`loader`]; requests get COORDINATOR_LOAD_IN_PROGRESS meanwhile), losing it unloads its groups
 //! (NOT_COORDINATOR from then on). Membership ([`membership`]) and offsets ([`offsets`]) write
-//! their records through [`store`] in Kafka's formats ([`records`]).
+//! their records through [`store`] in Kafka's formats ([`records`]). Failures are
+//! [`GroupError`]s; `api` turns them into Kafka error codes.
 
+pub mod error;
 pub mod group;
 pub mod hash;
 pub mod loader;
@@ -24,8 +26,9 @@ use tokio::sync::watch;
 
 use crate::config::KafkaConfig;
 use crate::log::TopicPartition;
-use crate::protocol::{batch, errors};
+use crate::protocol::batch;
 use crate::replication::ReplicaManager;
+pub use error::GroupError;
 use loader::Replayed;
 use membership::{Membership, MembershipConfig};
 use store::{GroupLog, ReplicaGroupLog, OFFSETS_TOPIC};
@@ -135,16 +138,16 @@ impl GroupCoordinator {
     /// Whether this broker may serve `group_id` now (Kafka's `validateGroupStatus`).
     ///
     /// # Errors
-    /// INVALID_GROUP_ID for an empty id, COORDINATOR_LOAD_IN_PROGRESS while its partition loads,
-    /// NOT_COORDINATOR when another broker leads the partition.
-    pub fn check(&self, group_id: &str) -> Result<(), i16> {
+    /// [`GroupError::InvalidGroupId`] for an empty id, [`GroupError::LoadInProgress`] while its
+    /// partition loads, [`GroupError::NotCoordinator`] when another broker leads the partition.
+    pub fn check(&self, group_id: &str) -> Result<(), GroupError> {
         if group_id.is_empty() {
-            return Err(errors::INVALID_GROUP_ID);
+            return Err(GroupError::InvalidGroupId);
         }
         match self.owned().get(&self.partition_for(group_id)) {
             Some(Ownership::Loaded { .. }) => Ok(()),
-            Some(Ownership::Loading { .. }) => Err(errors::COORDINATOR_LOAD_IN_PROGRESS),
-            None => Err(errors::NOT_COORDINATOR),
+            Some(Ownership::Loading { .. }) => Err(GroupError::LoadInProgress),
+            None => Err(GroupError::NotCoordinator),
         }
     }
 

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use super::error::GroupError;
 use super::group::{Group, GroupState};
 use super::membership::Membership;
 use super::records::{self, OffsetValue};
-use super::store::{offset_store_error, Record};
-use crate::protocol::errors;
+use super::store::Record;
 
 /// One partition of an OffsetCommit.
 #[derive(Debug, Clone)]
@@ -127,45 +127,49 @@ fn offset_record(group_id: &str, topic: &str, partition: i32, v: Option<&OffsetV
 }
 
 impl Membership {
-    /// OffsetCommit (Kafka's `handleCommitOffsets` + `doCommitOffsets`): per-partition error
-    /// codes in request order. Accepted offsets are appended (acks=-1) and cached only once
+    /// OffsetCommit (Kafka's `handleCommitOffsets` + `doCommitOffsets`): per-partition outcomes
+    /// in request order. Accepted offsets are appended (acks=-1) and cached only once
     /// the append succeeded.
-    pub async fn commit_offsets(&self, req: CommitRequest, now_ms: i64) -> Vec<i16> {
+    pub async fn commit_offsets(
+        &self,
+        req: CommitRequest,
+        now_ms: i64,
+    ) -> Vec<Result<(), GroupError>> {
         let n = req.partitions.len();
         let partition = self.partition_of(&req.group_id);
-        let mut codes = vec![errors::NONE; n];
+        let mut outcomes = vec![Ok(()); n];
         let mut accepted: Vec<(usize, PartitionCommit, OffsetValue)> = Vec::new();
         {
             let mut groups = self.groups();
             if !groups.contains_key(&req.group_id) {
                 if req.generation_id >= 0 {
                     // A member of a generation this coordinator never saw.
-                    return vec![errors::ILLEGAL_GENERATION; n];
+                    return vec![Err(GroupError::IllegalGeneration); n];
                 }
                 // Not using group management: the group exists only to hold offsets.
                 let entry = self.new_entry(&req.group_id, now_ms);
                 groups.insert(req.group_id.clone(), entry);
             }
             let Some(entry) = groups.get_mut(&req.group_id) else {
-                return vec![errors::COORDINATOR_NOT_AVAILABLE; n];
+                return vec![Err(GroupError::CoordinatorNotAvailable); n];
             };
             let g = &entry.group;
             let group_error = if g.is(GroupState::Dead) {
-                Some(errors::COORDINATOR_NOT_AVAILABLE)
+                Some(GroupError::CoordinatorNotAvailable)
             } else if req.generation_id < 0 && g.is(GroupState::Empty) {
                 None
             } else if !g.has_member(&req.member_id) {
-                Some(errors::UNKNOWN_MEMBER_ID)
+                Some(GroupError::UnknownMemberId)
             } else if req.generation_id != g.generation_id {
-                Some(errors::ILLEGAL_GENERATION)
+                Some(GroupError::IllegalGeneration)
             } else {
                 match g.state() {
                     GroupState::Stable | GroupState::PreparingRebalance => None,
-                    _ => Some(errors::REBALANCE_IN_PROGRESS),
+                    _ => Some(GroupError::RebalanceInProgress),
                 }
             };
-            if let Some(code) = group_error {
-                return vec![code; n];
+            if let Some(e) = group_error {
+                return vec![Err(e); n];
             }
             if g.has_member(&req.member_id) {
                 entry.touch(&req.member_id, now_ms);
@@ -173,7 +177,7 @@ impl Membership {
             for (i, p) in req.partitions.into_iter().enumerate() {
                 let metadata = p.metadata.clone().unwrap_or_default();
                 if metadata.len() > self.config.offset_metadata_max_bytes {
-                    codes[i] = errors::OFFSET_METADATA_TOO_LARGE;
+                    outcomes[i] = Err(GroupError::OffsetMetadataTooLarge);
                     continue;
                 }
                 let commit_timestamp = if p.commit_timestamp >= 0 {
@@ -192,7 +196,7 @@ impl Membership {
             }
         }
         if accepted.is_empty() {
-            return codes;
+            return outcomes;
         }
         let batch: Vec<Record> = accepted
             .iter()
@@ -207,16 +211,16 @@ impl Membership {
                     }
                 }
             }
-            Err(code) => {
-                let error = offset_store_error(code);
-                tracing::warn!(group = %req.group_id, append_error = code, error,
+            Err(append_error) => {
+                let error = GroupError::from_offset_store(&append_error);
+                tracing::warn!(group = %req.group_id, %append_error, %error,
                     "offset commit failed");
                 for (i, _, _) in accepted {
-                    codes[i] = error;
+                    outcomes[i] = Err(error);
                 }
             }
         }
-        codes
+        outcomes
     }
 
     /// OffsetFetch: the committed offsets of `topics` (topic → partitions), or of every

@@ -9,6 +9,7 @@ use super::*;
 use crate::coordinator::loader::Replayed;
 use crate::coordinator::membership::{JoinRequest, MembershipConfig};
 use crate::coordinator::store::MemoryGroupLog;
+use crate::replication::ReplicaError;
 
 fn membership() -> (Membership, MemoryGroupLog) {
     let log = MemoryGroupLog::default();
@@ -46,7 +47,7 @@ async fn standalone_commits_round_trip_with_metadata() {
     let codes = m
         .commit_offsets(commit("simple", -1, "", &[("t", 0, 10), ("t", 1, 20)]), 100)
         .await;
-    assert_eq!(codes, vec![errors::NONE, errors::NONE]);
+    assert_eq!(codes, vec![Ok(()), Ok(())]);
     let fetched = m.fetch_offsets("simple", Some(vec![("t".into(), vec![0, 1, 2])]));
     assert_eq!(fetched[0].offset, 10);
     assert_eq!(fetched[0].metadata, "meta-t-0");
@@ -83,27 +84,34 @@ async fn commit_validation_follows_kafka() {
     assert_eq!(
         m.commit_offsets(commit("g", 3, "m", &[("t", 0, 1)]), 0)
             .await,
-        vec![errors::ILLEGAL_GENERATION]
+        vec![Err(GroupError::IllegalGeneration)]
     );
     // Metadata over offset.metadata.max.bytes is refused per partition, the rest is stored.
     let mut req = commit("g", -1, "", &[("t", 0, 1), ("t", 1, 2)]);
     req.partitions[0].metadata = Some("x".repeat(4097));
     assert_eq!(
         m.commit_offsets(req, 0).await,
-        vec![errors::OFFSET_METADATA_TOO_LARGE, errors::NONE]
+        vec![Err(GroupError::OffsetMetadataTooLarge), Ok(())]
     );
     // A failed append maps to the coordinator errors and leaves the cache alone.
-    *log.fail_with.lock().unwrap() = Some(errors::NOT_ENOUGH_REPLICAS);
+    *log.fail_with.lock().unwrap() =
+        Some(ReplicaError::NotEnoughReplicas { isr: 1, min_isr: 2 }.into());
     assert_eq!(
         m.commit_offsets(commit("g", -1, "", &[("t", 1, 99)]), 0)
             .await,
-        vec![errors::COORDINATOR_NOT_AVAILABLE]
+        vec![Err(GroupError::CoordinatorNotAvailable)]
     );
-    *log.fail_with.lock().unwrap() = Some(errors::MESSAGE_TOO_LARGE);
+    *log.fail_with.lock().unwrap() = Some(
+        ReplicaError::MessageTooLarge {
+            size: 5000,
+            max: 1000,
+        }
+        .into(),
+    );
     assert_eq!(
         m.commit_offsets(commit("g", -1, "", &[("t", 1, 99)]), 0)
             .await,
-        vec![errors::INVALID_COMMIT_OFFSET_SIZE]
+        vec![Err(GroupError::InvalidCommitOffsetSize)]
     );
     assert_eq!(m.fetch_offsets("g", None)[0].offset, 2);
 }
@@ -127,30 +135,30 @@ async fn member_commits_need_the_current_generation() {
         require_known_member_id: false,
     };
     let joined = m.join(join, 0).await;
-    assert_eq!(joined.error, errors::NONE);
+    assert_eq!(joined.error, None);
     let id = joined.member_id.clone();
     // CompletingRebalance: commits wait for the assignment.
     assert_eq!(
         m.commit_offsets(commit("g", 1, &id, &[("t", 0, 5)]), 1)
             .await,
-        vec![errors::REBALANCE_IN_PROGRESS]
+        vec![Err(GroupError::RebalanceInProgress)]
     );
     m.sync("g", 1, &id, vec![(id.clone(), Bytes::new())], 2)
         .await;
     assert_eq!(
         m.commit_offsets(commit("g", 1, &id, &[("t", 0, 5)]), 3)
             .await,
-        vec![errors::NONE]
+        vec![Ok(())]
     );
     assert_eq!(
         m.commit_offsets(commit("g", 0, &id, &[("t", 0, 6)]), 3)
             .await,
-        vec![errors::ILLEGAL_GENERATION]
+        vec![Err(GroupError::IllegalGeneration)]
     );
     assert_eq!(
         m.commit_offsets(commit("g", 1, "stranger", &[("t", 0, 6)]), 3)
             .await,
-        vec![errors::UNKNOWN_MEMBER_ID]
+        vec![Err(GroupError::UnknownMemberId)]
     );
     // The subscribed topic "t" is kept while the member lives; an unsubscribed one expires.
     m.commit_offsets(commit("g", 1, &id, &[("old", 0, 1)]), 3)

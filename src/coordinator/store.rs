@@ -1,6 +1,7 @@
 //! How the coordinator writes `__consumer_offsets`: through the normal leader append path with
-//! acks=-1 and `offsets.commit.timeout.ms` (reference §7 "Storage"), and how an append failure
-//! becomes the error a group client understands.
+//! acks=-1 and `offsets.commit.timeout.ms` (reference §7 "Storage"). How an append failure
+//! becomes the error a group client understands is `GroupError::from_group_store` and
+//! `GroupError::from_offset_store` ([`super::error`]).
 //!
 //! Writes whose outcome a request waits for (a commit, the leader's assignment) are awaited by
 //! that request. Writes nobody waits for (an emptied group's record, expiry tombstones) go through
@@ -14,8 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use super::error::AppendError;
 use crate::log::TopicPartition;
-use crate::protocol::{batch, errors};
+use crate::protocol::batch;
 use crate::replication::ReplicaManager;
 
 /// The internal topic the coordinator owns.
@@ -27,8 +29,8 @@ pub type Record = (Bytes, Option<Bytes>);
 /// Records bound for one offsets partition.
 pub type PartitionWrite = (i32, Vec<Record>);
 
-/// A pending append's outcome: `Err` carries the append's Kafka error code.
-pub type AppendFuture = Pin<Box<dyn Future<Output = Result<(), i16>> + Send>>;
+/// A pending append's outcome.
+pub type AppendFuture = Pin<Box<dyn Future<Output = Result<(), AppendError>> + Send>>;
 
 /// Somewhere group and offset records can be appended durably.
 pub trait GroupLog: Send + Sync + 'static {
@@ -81,33 +83,11 @@ impl GroupLog for ReplicaGroupLog {
                 Some(Err(e)) => {
                     tracing::warn!(topic = OFFSETS_TOPIC, partition, error = %e,
                         "coordinator append failed");
-                    Err(crate::api::error_code(&e))
+                    Err(AppendError::Replica(e))
                 }
-                None => Err(errors::UNKNOWN_SERVER_ERROR),
+                None => Err(AppendError::NoResult),
             }
         })
-    }
-}
-
-/// Kafka's `storeGroup` error mapping: what a SyncGroup gets when the group record failed.
-pub fn group_store_error(append_error: i16) -> i16 {
-    match append_error {
-        errors::UNKNOWN_TOPIC_OR_PARTITION
-        | errors::NOT_ENOUGH_REPLICAS
-        | errors::NOT_ENOUGH_REPLICAS_AFTER_APPEND
-        | errors::REQUEST_TIMED_OUT => errors::COORDINATOR_NOT_AVAILABLE,
-        errors::NOT_LEADER_OR_FOLLOWER | errors::KAFKA_STORAGE_ERROR => errors::NOT_COORDINATOR,
-        _ => errors::UNKNOWN_SERVER_ERROR,
-    }
-}
-
-/// Kafka's `storeOffsets` error mapping: what an OffsetCommit gets when its records failed.
-pub fn offset_store_error(append_error: i16) -> i16 {
-    match append_error {
-        errors::MESSAGE_TOO_LARGE | errors::RECORD_LIST_TOO_LARGE | errors::INVALID_FETCH_SIZE => {
-            errors::INVALID_COMMIT_OFFSET_SIZE
-        }
-        other => group_store_error(other),
     }
 }
 
@@ -144,11 +124,11 @@ impl WriteQueue {
     pub async fn run(self, log: Arc<dyn GroupLog>, mut shutdown: watch::Receiver<bool>) {
         loop {
             for (partition, records) in self.drain() {
-                if let Err(code) = log.append(partition, records).await {
+                if let Err(e) = log.append(partition, records).await {
                     tracing::warn!(
                         topic = OFFSETS_TOPIC,
                         partition,
-                        error_code = code,
+                        error = %e,
                         "dropping a background coordinator write"
                     );
                 }
@@ -170,7 +150,7 @@ impl WriteQueue {
 #[derive(Default, Clone)]
 pub struct MemoryGroupLog {
     pub appended: Arc<Mutex<Vec<PartitionWrite>>>,
-    pub fail_with: Arc<Mutex<Option<i16>>>,
+    pub fail_with: Arc<Mutex<Option<AppendError>>>,
 }
 
 #[cfg(test)]
@@ -178,8 +158,8 @@ impl GroupLog for MemoryGroupLog {
     fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture {
         let me = self.clone();
         Box::pin(async move {
-            if let Some(code) = *me.fail_with.lock().unwrap() {
-                return Err(code);
+            if let Some(e) = me.fail_with.lock().unwrap().clone() {
+                return Err(e);
             }
             me.appended.lock().unwrap().push((partition, records));
             Ok(())

@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, ListOffsetsRequest, OffsetForLeaderEpochRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,7 +33,6 @@ use super::ReplicaError;
 use crate::log::TopicPartition;
 use crate::metadata::MetadataCache;
 use crate::protocol::client::{BrokerConnection, ClientError};
-use crate::protocol::errors;
 
 const FETCH_VERSION: i16 = 11;
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 3;
@@ -389,9 +389,9 @@ async fn truncation_round(
             shared.delay(s, cfg.backoff);
             continue;
         };
-        if a.error_code != errors::NONE {
+        if let Some(error) = ResponseError::try_from_code(a.error_code) {
             tracing::debug!(broker = cfg.broker_id, topic = %s.tp.topic, partition = s.tp.partition,
-                error = a.error_code, "OffsetForLeaderEpoch failed; retrying");
+                %error, "OffsetForLeaderEpoch failed; retrying");
             shared.delay(s, cfg.backoff);
             continue;
         }
@@ -470,11 +470,11 @@ async fn fetch_round(
         },
     );
     let resp = conn.send(&req, FETCH_VERSION).await?;
-    if resp.error_code != errors::NONE {
+    if let Some(error) = ResponseError::try_from_code(resp.error_code) {
         tracing::warn!(
             broker = cfg.broker_id,
             source = shared.source,
-            error = resp.error_code,
+            %error,
             "fetch request failed"
         );
         for s in &partitions {
@@ -499,8 +499,8 @@ async fn fetch_round(
             if !shared.still_current(s) {
                 continue;
             }
-            match data.error_code {
-                errors::NONE => {
+            match ResponseError::try_from_code(data.error_code) {
+                None => {
                     let records = data.records.unwrap_or_default();
                     apply_fetched(
                         shared,
@@ -511,10 +511,12 @@ async fn fetch_round(
                         data.log_start_offset,
                     );
                 }
-                errors::OFFSET_OUT_OF_RANGE => handle_out_of_range(conn, shared, cfg, s).await?,
-                code => {
+                Some(ResponseError::OffsetOutOfRange) => {
+                    handle_out_of_range(conn, shared, cfg, s).await?
+                }
+                Some(error) => {
                     tracing::debug!(broker = cfg.broker_id, topic = %s.tp.topic,
-                        partition = s.tp.partition, error = code, "follower fetch error; backing off");
+                        partition = s.tp.partition, %error, "follower fetch error; backing off");
                     shared.delay(s, cfg.backoff);
                 }
             }
@@ -608,6 +610,9 @@ async fn list_offset(
         .topics
         .iter()
         .flat_map(|t| t.partitions.iter())
-        .find(|p| p.partition_index == s.tp.partition && p.error_code == errors::NONE)
+        .find(|p| {
+            p.partition_index == s.tp.partition
+                && ResponseError::try_from_code(p.error_code).is_none()
+        })
         .map(|p| p.offset))
 }
