@@ -117,13 +117,12 @@ pub async fn run(
         zk.get_all_topic_configs().await?;
     let mut topic_configs = BTreeMap::new();
     for (topic, overrides) in &topic_overrides {
-        let cfg =
-            default_log_config
-                .with_overrides(overrides)
-                .map_err(|e| ServerError::TopicConfig {
-                    topic: topic.clone(),
-                    reason: e.to_string(),
-                })?;
+        let cfg = crate::config::topic_log_config(&default_log_config, overrides).map_err(|e| {
+            ServerError::TopicConfig {
+                topic: topic.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         topic_configs.insert(topic.clone(), cfg);
     }
     let logs = LogManager::startup(

@@ -16,6 +16,7 @@ use kafka_protocol::messages::delete_topics_response::{
 };
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
+    DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest};
 use kafka_protocol::protocol::StrBytes;
@@ -24,6 +25,8 @@ use tokio::time::Instant;
 
 use super::codes::{self, NONE};
 use super::{ApiContext, ApiError, Req, Response};
+use crate::config;
+use crate::config::describe::{self, ConfigSource, Described};
 use crate::controller::admin::{self, AdminError, TopicSpec};
 
 /// How often a waiting admin request re-checks the metadata cache.
@@ -129,17 +132,26 @@ fn spec_from_request(
     ctx: &ApiContext,
     t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
 ) -> Result<TopicSpec, AdminError> {
-    let mut configs = BTreeMap::new();
-    for c in &t.configs {
-        if let Some(v) = &c.value {
-            configs.insert(c.name.as_str().to_string(), v.as_str().to_string());
-        }
+    // Kafka's ZkAdminManager: a null value is a malformed request, then LogConfig.validate
+    // refuses unknown names and invalid values before anything reaches ZooKeeper.
+    let nulls: Vec<&str> = t
+        .configs
+        .iter()
+        .filter(|c| c.value.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !nulls.is_empty() {
+        return Err(AdminError::InvalidRequest(format!(
+            "Null value not supported for topic configs : {}",
+            nulls.join(",")
+        )));
     }
-    // Reject configs the log layer cannot parse before anything reaches ZooKeeper.
-    ctx.replicas
-        .log_manager()
-        .default_config()
-        .with_overrides(&configs)
+    let configs: BTreeMap<String, String> = t
+        .configs
+        .iter()
+        .filter_map(|c| Some((c.name.as_str().to_string(), c.value.as_ref()?.to_string())))
+        .collect();
+    config::validate_topic_configs(&configs)
         .map_err(|e| AdminError::InvalidConfig(e.to_string()))?;
     let assignment = if t.assignments.is_empty() {
         None
@@ -237,76 +249,86 @@ pub(super) async fn delete_topics(
 /// DescribeConfigs resource types.
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-/// DescribeConfigs config sources (v1+).
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
-/// Topic-level keys and the broker default each falls back to.
-fn topic_defaults(ctx: &ApiContext) -> Vec<(&'static str, String)> {
-    let c = &ctx.config;
-    vec![
-        (
-            "cleanup.policy",
-            if c.log_cleanup_policy_delete {
-                "delete"
-            } else {
-                "compact"
-            }
-            .into(),
-        ),
-        (
-            "file.delete.delay.ms",
-            c.log_segment_delete_delay_ms.to_string(),
-        ),
-        ("flush.messages", c.log_flush_interval_messages.to_string()),
-        ("flush.ms", c.log_flush_interval_ms.to_string()),
-        (
-            "index.interval.bytes",
-            c.log_index_interval_bytes.to_string(),
-        ),
-        ("max.message.bytes", c.message_max_bytes.to_string()),
-        (
-            "message.timestamp.type",
-            match c.log_message_timestamp_type {
-                crate::log::TimestampType::CreateTime => "CreateTime".into(),
-                crate::log::TimestampType::LogAppendTime => "LogAppendTime".into(),
-            },
-        ),
-        ("min.insync.replicas", c.min_insync_replicas.to_string()),
-        ("retention.bytes", c.log_retention_bytes.to_string()),
-        ("retention.ms", c.log_retention_ms.to_string()),
-        ("segment.bytes", c.log_segment_bytes.to_string()),
-        (
-            "segment.index.bytes",
-            c.log_index_size_max_bytes.to_string(),
-        ),
-        ("segment.jitter.ms", c.log_roll_jitter_ms.to_string()),
-        ("segment.ms", c.log_roll_ms.to_string()),
-        (
-            "unclean.leader.election.enable",
-            c.unclean_leader_election_enable.to_string(),
-        ),
-    ]
-}
-
-fn entry(
-    version: i16,
-    name: &str,
-    value: &str,
-    source: i8,
-    read_only: bool,
-) -> DescribeConfigsResourceResult {
+/// One described key in the request's version: `is_default` in v0, the source (and the
+/// synonyms, when asked) from v1.
+fn entry(version: i16, d: Described, include_synonyms: bool) -> DescribeConfigsResourceResult {
     let mut e = DescribeConfigsResourceResult::default();
-    e.name = str_bytes(name);
-    e.value = Some(str_bytes(value));
-    e.read_only = read_only;
+    e.name = str_bytes(&d.name);
+    e.value = d.value.as_deref().map(str_bytes);
+    e.read_only = d.read_only;
+    e.is_sensitive = d.sensitive;
     if version == 0 {
-        e.is_default = source == SOURCE_DEFAULT;
+        e.is_default = d.source == ConfigSource::DefaultConfig;
     } else {
-        e.config_source = source;
+        e.config_source = d.source.id();
+        if include_synonyms {
+            e.synonyms = d
+                .synonyms
+                .into_iter()
+                .map(|s| {
+                    let mut out = DescribeConfigsSynonym::default();
+                    out.name = str_bytes(&s.name);
+                    out.value = s.value.as_deref().map(str_bytes);
+                    out.source = s.source.id();
+                    out
+                })
+                .collect();
+        }
     }
     e
+}
+
+/// The described keys of one resource, or its error code and message.
+async fn describe_resource(
+    ctx: &ApiContext,
+    resource_type: i8,
+    name: &str,
+) -> Result<Vec<Described>, (i16, String)> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            admin::validate_topic_name(name)
+                .map_err(|e| (ResponseError::InvalidTopicException.code(), e.to_string()))?;
+            if !ctx.metadata.snapshot().topics.contains_key(name) {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition.code(),
+                    format!("topic '{name}' does not exist"),
+                ));
+            }
+            let overrides = ctx
+                .zk
+                .get()
+                .get_topic_config(name)
+                .await
+                .map_err(|e| (ResponseError::UnknownServerError.code(), e.to_string()))?;
+            describe::describe_topic(&ctx.config.raw, &overrides).map_err(|e| {
+                (
+                    ResponseError::InvalidConfig.code(),
+                    format!("topic '{name}': {e}"),
+                )
+            })
+        }
+        // Kafka: the empty name is the cluster-wide dynamic default, of which there is none.
+        RESOURCE_BROKER if name.is_empty() => Ok(Vec::new()),
+        RESOURCE_BROKER => match name.parse::<i32>() {
+            Ok(id) if id == ctx.broker_id() => Ok(describe::describe_broker(&ctx.config.raw)),
+            Ok(_) => Err((
+                ResponseError::InvalidRequest.code(),
+                format!(
+                    "Unexpected broker id, expected {} or empty string, but received {name}",
+                    ctx.broker_id()
+                ),
+            )),
+            Err(_) => Err((
+                ResponseError::InvalidRequest.code(),
+                format!("Broker id must be an integer, but it is: {name}"),
+            )),
+        },
+        other => Err((
+            ResponseError::InvalidRequest.code(),
+            format!("Unsupported resource type: {other}"),
+        )),
+    }
 }
 
 pub(super) async fn describe_configs(
@@ -316,59 +338,25 @@ pub(super) async fn describe_configs(
     let request: DescribeConfigsRequest = req.decode()?;
     let mut resp = DescribeConfigsResponse::default();
     for res in &request.resources {
-        let wanted = |k: &str| {
-            res.configuration_keys
-                .as_ref()
-                .is_none_or(|keys| keys.iter().any(|x| x.as_str() == k))
+        // Kafka 2.8 describes every key when the list is null or empty.
+        let wanted = |k: &str| match &res.configuration_keys {
+            Some(keys) if !keys.is_empty() => keys.iter().any(|x| x.as_str() == k),
+            _ => true,
         };
         let mut out = DescribeConfigsResult::default();
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
-        let name = res.resource_name.as_str();
-        match res.resource_type {
-            RESOURCE_TOPIC => {
-                if !ctx.metadata.snapshot().topics.contains_key(name) {
-                    out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                    out.error_message = Some(str_bytes(&format!("topic '{name}' does not exist")));
-                } else {
-                    match ctx.zk.get().get_topic_config(name).await {
-                        Ok(overrides) => {
-                            for (k, default) in topic_defaults(ctx) {
-                                if !wanted(k) {
-                                    continue;
-                                }
-                                out.configs.push(match overrides.get(k) {
-                                    Some(v) => entry(req.version, k, v, SOURCE_TOPIC, false),
-                                    None => entry(req.version, k, &default, SOURCE_DEFAULT, false),
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            out.error_code = ResponseError::UnknownServerError.code();
-                            out.error_message = Some(str_bytes(&e.to_string()));
-                        }
-                    }
-                }
+        match describe_resource(ctx, res.resource_type, res.resource_name.as_str()).await {
+            Ok(described) => {
+                out.configs = described
+                    .into_iter()
+                    .filter(|d| wanted(&d.name))
+                    .map(|d| entry(req.version, d, request.include_synonyms))
+                    .collect();
             }
-            RESOURCE_BROKER => {
-                if name.parse::<i32>().ok() != Some(ctx.broker_id()) {
-                    out.error_code = ResponseError::InvalidRequest.code();
-                    out.error_message = Some(str_bytes(&format!(
-                        "broker {} cannot describe the configs of broker '{name}'",
-                        ctx.broker_id()
-                    )));
-                } else {
-                    for (k, v) in &ctx.config.raw {
-                        if wanted(k) {
-                            out.configs
-                                .push(entry(req.version, k, v, SOURCE_STATIC_BROKER, true));
-                        }
-                    }
-                }
-            }
-            other => {
-                out.error_code = ResponseError::InvalidRequest.code();
-                out.error_message = Some(str_bytes(&format!("unsupported resource type {other}")));
+            Err((code, message)) => {
+                out.error_code = code;
+                out.error_message = Some(str_bytes(&message));
             }
         }
         resp.results.push(out);

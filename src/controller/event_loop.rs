@@ -20,6 +20,7 @@ use super::request_batch::RequestBatch;
 use super::{ControllerHandle, Event};
 use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
+use crate::log::LogConfig;
 use crate::zk::{KafkaZkClient, Watch, ZkError, ZkHandle};
 
 /// Backoff before retrying an event that failed on a ZooKeeper connection problem.
@@ -33,6 +34,8 @@ pub(super) struct Controller {
     pub(super) events: mpsc::UnboundedSender<Event>,
     pub(super) ctx: ControllerContext,
     pub(super) channel: Option<ChannelManager>,
+    /// The broker's log defaults, under which topic overrides are read.
+    broker_log_config: LogConfig,
 }
 
 /// Forwards a one-shot ZooKeeper watch into the event queue.
@@ -53,6 +56,7 @@ impl Controller {
     ) -> Self {
         Self {
             broker_id: config.broker_id,
+            broker_log_config: config.default_log_config(),
             config,
             zk,
             handle,
@@ -76,7 +80,7 @@ impl Controller {
             ctx: &mut self.ctx,
             zk,
             batch,
-            unclean_default: self.config.unclean_leader_election_enable,
+            broker_log_config: &self.broker_log_config,
         }
     }
 

@@ -17,6 +17,8 @@ use super::election::{
 };
 use super::request_batch::RequestBatch;
 use crate::common::TopicPartition;
+use crate::config::topic_log_config;
+use crate::log::LogConfig;
 use crate::zk::{KafkaZkClient, LeaderIsrAndControllerEpoch, ZkError};
 
 /// Rounds of conditional writes before a partition whose znode keeps changing is given up on
@@ -41,8 +43,9 @@ pub(super) struct PartitionStateMachine<'a> {
     pub ctx: &'a mut ControllerContext,
     pub zk: &'a KafkaZkClient,
     pub batch: &'a mut RequestBatch,
-    /// The broker's `unclean.leader.election.enable`, for topics without an override.
-    pub unclean_default: bool,
+    /// The broker's log defaults (its `unclean.leader.election.enable` among them), under
+    /// each topic's overrides.
+    pub broker_log_config: &'a LogConfig,
 }
 
 impl PartitionStateMachine<'_> {
@@ -281,10 +284,17 @@ impl PartitionStateMachine<'_> {
             .collect();
         for topic in topics {
             let overrides = self.zk.get_topic_config(topic).await?;
-            let enabled = overrides
-                .get("unclean.leader.election.enable")
-                .map(|v| v.trim().eq_ignore_ascii_case("true"))
-                .unwrap_or(self.unclean_default);
+            // Only an explicit, valid `true` may lose data: a config that does not parse
+            // elects nobody out of sync (the partition stays offline), as Kafka, whose
+            // LogConfig.fromProps would fail, never elects on a config it cannot read.
+            let enabled = match topic_log_config(&self.broker_log_config, &overrides) {
+                Ok(c) => c.unclean_leader_election_enable,
+                Err(e) => {
+                    tracing::error!(topic, error = %e,
+                        "invalid topic config; no unclean leader election for its partitions");
+                    false
+                }
+            };
             cache.insert(topic.to_string(), enabled);
         }
         Ok(())

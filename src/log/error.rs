@@ -47,12 +47,6 @@ pub enum LogError {
         expected: String,
         found: String,
     },
-    #[error("invalid value {value:?} for config {key}: {reason}")]
-    InvalidConfig {
-        key: String,
-        value: String,
-        reason: String,
-    },
     #[error("log directory {path} is already in use by this process")]
     DirLocked { path: PathBuf },
     #[error("log for {topic_partition} is closed or deleted")]

@@ -273,11 +273,8 @@ impl ReplicaManager {
             .get_topic_config(topic)
             .await
             .map_err(|e| ReplicaError::Storage(format!("reading topic config: {e}")))?;
-        self.inner
-            .logs
-            .default_config()
-            .with_overrides(&overrides)
-            .map_err(|e| ReplicaError::Storage(e.to_string()))
+        crate::config::topic_log_config(self.inner.logs.default_config(), &overrides)
+            .map_err(|e| ReplicaError::Storage(format!("topic {topic}: {e}")))
     }
 
     /// Applies LeaderAndIsr (reference §4 "Broker handling of LeaderAndIsr"); the controller

@@ -122,30 +122,13 @@ print("ok", n, p.config["api_version"])
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_python_round_trip() -> anyhow::Result<()> {
-    // Debian's python3 has python3-kafka; a pyenv python first on PATH may not.
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
     let cluster = clients::start_cluster(ClusterOptions::new(3)).await?;
     let b = cluster.bootstrap();
     clients::create_topic(&b, "py", 6, 1).await?;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python)
-            .args(["-c", KAFKA_PYTHON, &b, "5000"])
-            .output(),
-    )
-    .await
-    .context("kafka-python timed out")??;
-    ensure!(
-        out.status.success(),
-        "kafka-python failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout =
+        crate::group_clients::run_python(KAFKA_PYTHON, &[&b, "5000"], Duration::from_secs(120))
+            .await
+            .context("kafka-python")?;
     ensure!(stdout.starts_with("ok 5000"), "{stdout}");
     Ok(())
 }

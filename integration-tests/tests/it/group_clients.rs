@@ -641,6 +641,29 @@ pub fn python() -> &'static str {
     }
 }
 
+/// Runs `script` with [`python`] and `args`; its stdout once it exits successfully within
+/// `timeout`, else an error with both outputs.
+pub async fn run_python(script: &str, args: &[&str], timeout: Duration) -> anyhow::Result<String> {
+    let out = tokio::time::timeout(
+        timeout,
+        tokio::process::Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .context("python timed out")??;
+    ensure!(
+        out.status.success(),
+        "python failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A child process whose stdout and stderr go to files; killed (SIGKILL) and reaped on drop.
 pub struct Spawned {
     child: Child,

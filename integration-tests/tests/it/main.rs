@@ -4,6 +4,7 @@
 
 mod basic;
 mod clients;
+mod configs;
 mod external_clients;
 mod failover;
 mod fencing;

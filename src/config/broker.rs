@@ -1,0 +1,314 @@
+//! `server.properties` → [`KafkaConfig`], driven by the key table: every key given is parsed and
+//! validated with its entry (a bad value stops start-up naming the key), a key not in the table
+//! is logged and ignored as Kafka does, and every value not given takes the table's default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::keys::{broker_key, ms_per_unit, BrokerKey};
+use super::value::{invalid, parse, Value};
+use super::{local_hostname, parse_listeners, ConfigError, KafkaConfig, Listener};
+use crate::log::TimestampType;
+
+/// The broker's static configuration seen through the key table.
+pub(crate) struct Props<'a> {
+    map: &'a BTreeMap<String, String>,
+}
+
+fn table_entry(name: &str) -> Result<&'static BrokerKey, ConfigError> {
+    broker_key(name).ok_or_else(|| invalid(name, "", "not in gregor's key table"))
+}
+
+impl<'a> Props<'a> {
+    pub(crate) fn new(map: &'a BTreeMap<String, String>) -> Self {
+        Props { map }
+    }
+
+    /// Parses every key given; logs those the table does not know.
+    fn check_all(&self) -> Result<(), ConfigError> {
+        for (name, raw) in self.map {
+            match broker_key(name) {
+                Some(key) => {
+                    parse(key.name, key.ty, key.validator, raw)?;
+                }
+                None => tracing::warn!(key = %name, "unknown config key ignored"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The key's own value: as given, else its default; `None` for an unset key without one.
+    pub(crate) fn value(&self, name: &str) -> Result<Option<Value>, ConfigError> {
+        let key = table_entry(name)?;
+        match self.map.get(name).map(String::as_str).or(key.default) {
+            Some(raw) => parse(key.name, key.ty, key.validator, raw).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value the key takes effect with. A time key heading a synonym list
+    /// (`log.retention.ms`, `log.roll.ms`, `log.flush.interval.ms`) takes the first of its
+    /// synonyms that is set or has a default, in milliseconds, as Kafka's `logRetentionTimeMillis`
+    /// and friends do; a negative retention means "forever" (-1).
+    pub(crate) fn effective(&self, name: &str) -> Result<Option<Value>, ConfigError> {
+        let key = table_entry(name)?;
+        if key.synonyms.first() != Some(&key.name) {
+            return self.value(name);
+        }
+        for synonym in key.synonyms {
+            if let Some(v) = self.value(synonym)? {
+                let units: i64 = v.num(synonym)?;
+                let ms = units.saturating_mul(ms_per_unit(synonym));
+                let forever = name == RETENTION_MS && ms < 0;
+                return Ok(Some(Value::Long(if forever { -1 } else { ms })));
+            }
+        }
+        Ok(None)
+    }
+
+    fn required(&self, name: &'static str) -> Result<Value, ConfigError> {
+        self.effective(name)?.ok_or(ConfigError::Missing(name))
+    }
+
+    fn num<T: TryFrom<i64>>(&self, name: &'static str) -> Result<T, ConfigError> {
+        self.required(name)?.num(name)
+    }
+
+    /// A number with a minimum gregor needs beyond Kafka's validator (a timer period of 0
+    /// would spin; an index smaller than one entry cannot hold any).
+    fn at_least<T>(&self, name: &'static str, min: T) -> Result<T, ConfigError>
+    where
+        T: TryFrom<i64> + PartialOrd + std::fmt::Display + Copy,
+    {
+        let v: T = self.num(name)?;
+        if v < min {
+            return Err(invalid(
+                name,
+                &v.to_string(),
+                format!("must be at least {min}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn boolean(&self, name: &'static str) -> Result<bool, ConfigError> {
+        self.required(name)?.boolean(name)
+    }
+
+    fn text(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        Ok(self.value(name)?.map(|v| v.render()))
+    }
+}
+
+const RETENTION_MS: &str = "log.retention.ms";
+
+/// `listeners` (Kafka's `PLAINTEXT://:9092` when unset) and `advertised.listeners` (the
+/// listeners when unset), with unroutable hosts advertised as this machine's name.
+fn listeners(p: &Props) -> Result<(Vec<Listener>, Vec<Listener>), ConfigError> {
+    let listeners = parse_listeners(
+        "listeners",
+        &p.text("listeners")?
+            .unwrap_or_else(|| "PLAINTEXT://:9092".into()),
+    )?;
+    let advertised = match p.text("advertised.listeners")? {
+        Some(v) => parse_listeners("advertised.listeners", &v)?,
+        None => listeners.clone(),
+    }
+    .into_iter()
+    .map(|mut l| {
+        if l.host.is_empty() || l.host == "0.0.0.0" {
+            l.host = local_hostname();
+        }
+        l
+    })
+    .collect::<Vec<_>>();
+    for adv in &advertised {
+        if !listeners.iter().any(|l| l.name == adv.name) {
+            return Err(invalid(
+                "advertised.listeners",
+                &adv.name,
+                "advertises a listener that is not in listeners",
+            ));
+        }
+    }
+    Ok((listeners, advertised))
+}
+
+fn log_dirs(p: &Props) -> Result<Vec<PathBuf>, ConfigError> {
+    let dirs = match p.text("log.dirs")? {
+        Some(d) => d,
+        None => p.text("log.dir")?.unwrap_or_default(),
+    };
+    let dirs: Vec<PathBuf> = dirs
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    if dirs.is_empty() {
+        return Err(invalid("log.dirs", "", "no directory given"));
+    }
+    Ok(dirs)
+}
+
+/// Kafka's `validateValues` checks on the resolved log times.
+fn check_log_times(roll: i64, jitter: i64, retention: i64) -> Result<(), ConfigError> {
+    if roll < 1 {
+        return Err(invalid(
+            "log.roll.ms",
+            &roll.to_string(),
+            "must be at least 1",
+        ));
+    }
+    if jitter < 0 {
+        return Err(invalid(
+            "log.roll.jitter.ms",
+            &jitter.to_string(),
+            "must be at least 0",
+        ));
+    }
+    if retention < 1 && retention != -1 {
+        return Err(invalid(
+            RETENTION_MS,
+            &retention.to_string(),
+            "must be unlimited (-1) or at least 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's checks that a parked follower fetch neither times out its socket nor drops it out of
+/// the ISR.
+fn check_replica_timeouts(c: &KafkaConfig) -> Result<(), ConfigError> {
+    let wait = i64::from(c.replica_fetch_wait_max_ms);
+    let wait_str = wait.to_string();
+    if u64::try_from(wait).is_ok_and(|w| w > c.replica_socket_timeout_ms) {
+        return Err(invalid(
+            "replica.fetch.wait.max.ms",
+            &wait_str,
+            "must not exceed replica.socket.timeout.ms",
+        ));
+    }
+    if u64::try_from(wait).is_ok_and(|w| w > c.replica_lag_time_max_ms) {
+        return Err(invalid(
+            "replica.fetch.wait.max.ms",
+            &wait_str,
+            "must not exceed replica.lag.time.max.ms",
+        ));
+    }
+    Ok(())
+}
+
+fn timestamp_type(p: &Props) -> Result<TimestampType, ConfigError> {
+    Ok(match p.text("log.message.timestamp.type")?.as_deref() {
+        Some("LogAppendTime") => TimestampType::LogAppendTime,
+        _ => TimestampType::CreateTime,
+    })
+}
+
+impl KafkaConfig {
+    /// Builds the configuration from a key/value map (the parsed file plus overrides).
+    ///
+    /// # Errors
+    /// See [`KafkaConfig::load`].
+    pub fn from_map(map: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let p = Props::new(&map);
+        p.check_all()?;
+        let broker_id: i32 = p.num("broker.id")?;
+        if broker_id < 0 {
+            // Kafka would generate an id from /brokers/seqid; gregor asks for an explicit one
+            // so that an operator always knows which data dir belongs to which broker.
+            return Err(invalid(
+                "broker.id",
+                &broker_id.to_string(),
+                "set an explicit non-negative broker.id (automatic id generation is not supported)",
+            ));
+        }
+        let (listeners, advertised_listeners) = listeners(&p)?;
+        let zookeeper_connect = p
+            .text("zookeeper.connect")?
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::Missing("zookeeper.connect"))?;
+        let zookeeper_session_timeout_ms = p.at_least("zookeeper.session.timeout.ms", 1)?;
+        let zookeeper_connection_timeout_ms = match p.value("zookeeper.connection.timeout.ms")? {
+            None => zookeeper_session_timeout_ms,
+            Some(_) => p.at_least("zookeeper.connection.timeout.ms", 1)?,
+        };
+        let log_roll_ms = p.num("log.roll.ms")?;
+        let log_roll_jitter_ms = p.num("log.roll.jitter.ms")?;
+        let log_retention_ms = p.num(RETENTION_MS)?;
+        check_log_times(log_roll_ms, log_roll_jitter_ms, log_retention_ms)?;
+        let cleanup = p.required("log.cleanup.policy")?.items();
+        let cfg = KafkaConfig {
+            broker_id,
+            listeners,
+            advertised_listeners,
+            log_dirs: log_dirs(&p)?,
+            zookeeper_connect,
+            zookeeper_session_timeout_ms,
+            zookeeper_connection_timeout_ms,
+            rack: p.text("broker.rack")?,
+            socket_request_max_bytes: p.num("socket.request.max.bytes")?,
+            connections_max_idle_ms: p.at_least("connections.max.idle.ms", 1)?,
+            message_max_bytes: p.num("message.max.bytes")?,
+            num_partitions: p.num("num.partitions")?,
+            default_replication_factor: p.at_least("default.replication.factor", 1)?,
+            auto_create_topics_enable: p.boolean("auto.create.topics.enable")?,
+            delete_topic_enable: p.boolean("delete.topic.enable")?,
+            min_insync_replicas: p.num("min.insync.replicas")?,
+            unclean_leader_election_enable: p.boolean("unclean.leader.election.enable")?,
+            log_segment_bytes: p.num("log.segment.bytes")?,
+            log_roll_ms,
+            log_roll_jitter_ms,
+            log_retention_ms,
+            log_retention_bytes: p.num("log.retention.bytes")?,
+            log_retention_check_interval_ms: p.num("log.retention.check.interval.ms")?,
+            log_index_interval_bytes: p.num("log.index.interval.bytes")?,
+            log_index_size_max_bytes: p.at_least("log.index.size.max.bytes", 8)?,
+            log_flush_interval_messages: p.num("log.flush.interval.messages")?,
+            log_flush_interval_ms: p.num("log.flush.interval.ms")?,
+            log_flush_scheduler_interval_ms: p.num("log.flush.scheduler.interval.ms")?,
+            log_flush_offset_checkpoint_interval_ms: p
+                .at_least("log.flush.offset.checkpoint.interval.ms", 1)?,
+            log_flush_start_offset_checkpoint_interval_ms: p
+                .at_least("log.flush.start.offset.checkpoint.interval.ms", 1)?,
+            log_message_timestamp_type: timestamp_type(&p)?,
+            log_cleanup_policy_delete: cleanup.iter().any(|c| c == "delete"),
+            log_cleanup_policy_compact: cleanup.iter().any(|c| c == "compact"),
+            log_segment_delete_delay_ms: p.num("log.segment.delete.delay.ms")?,
+            offsets_topic_num_partitions: p.num("offsets.topic.num.partitions")?,
+            offsets_topic_replication_factor: p.num("offsets.topic.replication.factor")?,
+            offsets_topic_segment_bytes: p.num("offsets.topic.segment.bytes")?,
+            offsets_retention_minutes: p.num("offsets.retention.minutes")?,
+            offsets_retention_check_interval_ms: p.num("offsets.retention.check.interval.ms")?,
+            offsets_commit_timeout_ms: p.num("offsets.commit.timeout.ms")?,
+            offsets_load_buffer_size: p.num("offsets.load.buffer.size")?,
+            offset_metadata_max_bytes: p.num("offset.metadata.max.bytes")?,
+            group_min_session_timeout_ms: p.num("group.min.session.timeout.ms")?,
+            group_max_session_timeout_ms: p.num("group.max.session.timeout.ms")?,
+            group_initial_rebalance_delay_ms: p.at_least("group.initial.rebalance.delay.ms", 0)?,
+            group_max_size: p.num("group.max.size")?,
+            replica_lag_time_max_ms: p.at_least("replica.lag.time.max.ms", 1)?,
+            replica_fetch_max_bytes: p.num("replica.fetch.max.bytes")?,
+            replica_fetch_response_max_bytes: p.num("replica.fetch.response.max.bytes")?,
+            replica_fetch_wait_max_ms: p.at_least("replica.fetch.wait.max.ms", 0)?,
+            replica_fetch_min_bytes: p.at_least("replica.fetch.min.bytes", 0)?,
+            replica_fetch_backoff_ms: p.num("replica.fetch.backoff.ms")?,
+            replica_socket_timeout_ms: p.at_least("replica.socket.timeout.ms", 1)?,
+            replica_high_watermark_checkpoint_interval_ms: p
+                .at_least("replica.high.watermark.checkpoint.interval.ms", 1)?,
+            controller_socket_timeout_ms: p.at_least("controller.socket.timeout.ms", 1)?,
+            controlled_shutdown_enable: p.boolean("controlled.shutdown.enable")?,
+            controlled_shutdown_max_retries: p.num("controlled.shutdown.max.retries")?,
+            controlled_shutdown_retry_backoff_ms: p.num("controlled.shutdown.retry.backoff.ms")?,
+            auto_leader_rebalance_enable: p.boolean("auto.leader.rebalance.enable")?,
+            leader_imbalance_check_interval_seconds: p
+                .at_least("leader.imbalance.check.interval.seconds", 1)?,
+            leader_imbalance_per_broker_percentage: p
+                .num("leader.imbalance.per.broker.percentage")?,
+            raw: map.clone(),
+        };
+        check_replica_timeouts(&cfg)?;
+        Ok(cfg)
+    }
+}
