@@ -372,8 +372,14 @@ impl PartitionStateMachine<'_> {
                     self.ctx
                         .partition_states
                         .insert(tp.clone(), PartitionState::Online);
-                    let live = self.ctx.live_replicas(&tp);
-                    self.batch.add_leader_and_isr(self.ctx, &live, &tp, false);
+                    let mut recipients = self.ctx.live_replicas(&tp);
+                    if strategy == Strategy::ControlledShutdown {
+                        // A broker shutting down would follow the new leader and be added back
+                        // to the ISR; it gets StopReplica instead (see `shutdown`).
+                        recipients.retain(|r| !self.ctx.shutting_down.contains(r));
+                    }
+                    self.batch
+                        .add_leader_and_isr(self.ctx, &recipients, &tp, false);
                     elected += 1;
                 }
                 Err(e) if e.is_retriable() || matches!(e, ZkError::BadVersion { .. }) => {

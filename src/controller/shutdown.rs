@@ -173,7 +173,7 @@ impl Controller {
     }
 
     /// Leadership of `led` moves to other in-sync replicas (one batched election); the broker's
-    /// follower replicas go Offline (StopReplica, out of the ISR, batched).
+    /// replicas of partitions led elsewhere go Offline (StopReplica, out of the ISR, batched).
     async fn move_off_broker(
         &mut self,
         broker: i32,
@@ -182,11 +182,19 @@ impl Controller {
         batch: &mut RequestBatch,
     ) -> Result<(), ZkError> {
         let zk = self.zk.get();
-        self.partition_sm(&zk, batch)
+        let failed = self
+            .partition_sm(&zk, batch)
             .handle_state_changes(led, PartitionState::Online, Strategy::ControlledShutdown)
             .await?;
-        let replicas: Vec<(TopicPartition, i32)> =
-            followed.into_iter().map(|tp| (tp, broker)).collect();
+        // Every replica of the broker whose partition now has another leader stops (StopReplica,
+        // out of the ISR) in this same step, the ones it just gave up leading included, so it
+        // never follows the new leader back into the ISR before it exits.
+        let moved = led.iter().filter(|tp| !failed.contains_key(*tp)).cloned();
+        let replicas: Vec<(TopicPartition, i32)> = followed
+            .into_iter()
+            .chain(moved)
+            .map(|tp| (tp, broker))
+            .collect();
         self.replica_sm(&zk, batch)
             .handle_state_changes(&replicas, ReplicaState::Offline)
             .await
