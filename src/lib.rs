@@ -21,6 +21,7 @@
 //! - [`zk`]: the ZooKeeper client: session, chroot, one typed function per znode, epoch-fenced writes.
 //! - [`protocol`]: frames, request headers, the supported-version table, the RecordBatch v2 view and a
 //!   small Kafka-protocol client used for broker-to-broker requests.
+//! - [`util`]: leaf helpers (clock, poison-ignoring locks, the open-file limit).
 //! - [`config`], [`server`]: `server.properties` and the composition root (ordered start-up, reverse
 //!   shutdown).
 
@@ -35,6 +36,7 @@ pub mod network;
 pub mod protocol;
 pub mod replication;
 pub mod server;
+pub mod util;
 pub mod zk;
 
 #[cfg(test)]

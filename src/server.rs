@@ -24,6 +24,7 @@ use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
 use crate::network::{self, ConnectionLimits};
 use crate::replication::{FetcherConfig, ReplicaManager, ReplicationConfig};
+use crate::util::fd_limit;
 use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
 
 /// Why the broker could not start (or stopped with an error).
@@ -94,6 +95,23 @@ async fn connect_zk(config: &KafkaConfig) -> Result<KafkaZkClient, ZkError> {
     .await
 }
 
+/// Raises the soft open-file limit to the hard one, as operators do for Kafka: the broker holds
+/// one descriptor per log segment. A failure is logged, not fatal; an open that later runs out
+/// of descriptors says which limit to raise.
+fn raise_fd_limit(broker_id: i32) {
+    match fd_limit::raise_soft_to_hard() {
+        Ok((before, after)) => tracing::info!(
+            broker = broker_id,
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "open-file limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(broker = broker_id, error = %e,
+            "cannot raise the open-file limit; a broker with many partitions may run out"),
+    }
+}
+
 /// Runs a broker until `shutdown_signal` resolves, then shuts it down cleanly.
 ///
 /// # Errors
@@ -106,6 +124,7 @@ pub async fn run(
     let config = Arc::new(config);
     let broker_id = config.broker_id;
     tracing::info!(broker = broker_id, zookeeper = %config.zookeeper_connect, "starting broker");
+    raise_fd_limit(broker_id);
 
     let zk = connect_zk(&config).await?;
     zk.create_top_level_paths().await?;

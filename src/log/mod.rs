@@ -29,6 +29,8 @@ mod time_index;
 mod types;
 
 #[cfg(test)]
+mod fd_tests;
+#[cfg(test)]
 mod tests;
 
 pub use config::{BackgroundIntervals, LogConfig, TimestampType};

@@ -452,7 +452,7 @@ impl Log {
         if offset <= from {
             return Ok(());
         }
-        let handles: Vec<_> = {
+        let targets: Vec<_> = {
             let segments = read(&self.segments);
             let first = segments
                 .range(..=from)
@@ -461,11 +461,11 @@ impl Log {
                 .unwrap_or(i64::MIN);
             segments
                 .range(first..offset)
-                .flat_map(|(_, s)| s.sync_handles())
+                .map(|(_, s)| s.sync_targets())
                 .collect()
         };
-        for (file, path) in handles {
-            file.sync_all().at(&path)?;
+        for target in &targets {
+            target.sync()?;
         }
         let _segments = write(&self.segments);
         let target = offset.min(self.log_end_offset());

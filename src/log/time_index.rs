@@ -5,9 +5,7 @@
 
 use super::error::LogError;
 use super::mmap_file::MappedFile;
-use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
 
 pub(crate) const TIME_ENTRY_SIZE: usize = 12;
 
@@ -39,10 +37,6 @@ impl TimeIndex {
 
     pub(crate) fn path(&self) -> &Path {
         self.file.path()
-    }
-
-    pub(crate) fn handle(&self) -> Arc<File> {
-        self.file.handle()
     }
 
     pub(crate) fn rename(&mut self, new_path: &Path) -> Result<(), LogError> {
