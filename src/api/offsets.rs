@@ -12,9 +12,9 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetFetchRequest, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::{ApiContext, ApiError, Req, Response};
-use crate::coordinator::membership::now_ms;
 use crate::coordinator::offsets::{CommitRequest, FetchedOffset, PartitionCommit};
 use crate::protocol::errors;
+use crate::util::clock::now_ms;
 
 /// Groups per-partition answers by topic, keeping the order topics first appear in.
 fn by_topic<P>(items: impl IntoIterator<Item = (String, P)>) -> Vec<(String, Vec<P>)> {

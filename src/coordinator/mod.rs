@@ -26,6 +26,8 @@ use crate::config::KafkaConfig;
 use crate::log::TopicPartition;
 use crate::protocol::{batch, errors};
 use crate::replication::ReplicaManager;
+use crate::util::clock::now_ms;
+use crate::util::sync::lock;
 use loader::Replayed;
 use membership::{Membership, MembershipConfig};
 use store::{GroupLog, ReplicaGroupLog, OFFSETS_TOPIC};
@@ -108,7 +110,7 @@ impl GroupCoordinator {
                         }
                     }
                     _ = tick.tick() => {
-                        m.expire_offsets(membership::now_ms());
+                        m.expire_offsets(now_ms());
                     }
                 }
             }
@@ -117,10 +119,7 @@ impl GroupCoordinator {
     }
 
     fn owned(&self) -> MutexGuard<'_, HashMap<i32, Ownership>> {
-        match self.inner.owned.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.inner.owned)
     }
 
     pub fn membership(&self) -> &Membership {

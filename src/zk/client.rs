@@ -6,7 +6,7 @@
 //! [`KafkaZkClient::reconnect`], re-registers its broker and re-elects (reference §2).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -31,13 +31,6 @@ struct Settings {
 pub struct KafkaZkClient {
     pub(super) zk: Client,
     settings: Arc<Settings>,
-}
-
-/// Wall-clock milliseconds for the `timestamp` fields Kafka writes (informational only).
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Byte offset of the chroot in a connect string: the first `/` that is not part of a
