@@ -237,7 +237,11 @@ impl LogManager {
                 topic_partition: tp.to_string(),
             });
         }
-        let dir = {
+        let dir = if let [only] = self.inner.dirs.as_slice() {
+            // Counting partitions per directory walks every log: skip it when there is no
+            // choice, or creating N partitions costs O(N²).
+            only.clone()
+        } else {
             let logs = read(&self.inner.logs);
             let count = |d: &Path| {
                 logs.values()
