@@ -112,6 +112,47 @@ fn raise_fd_limit(broker_id: i32) {
     }
 }
 
+/// Binds every configured listener before the broker registers, so a port in use fails start-up
+/// instead of advertising an endpoint nobody serves.
+async fn bind_listeners(config: &KafkaConfig) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &l.host
+        };
+        let addr = format!("{host}:{}", l.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Starts the log manager's retention, flush and checkpoint task; retention needs each
+/// partition's high watermark from the ReplicaManager.
+fn spawn_log_background(
+    config: &KafkaConfig,
+    logs: &LogManager,
+    replicas: &ReplicaManager,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let logs = logs.clone();
+    let replicas = replicas.clone();
+    let intervals = BackgroundIntervals {
+        retention_check_ms: config.log_retention_check_interval_ms,
+        flush_check_ms: config.log_flush_scheduler_interval_ms,
+        recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
+        log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
+    };
+    tokio::spawn(async move {
+        let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
+        logs.run_background(intervals, hw, shutdown).await;
+    })
+}
+
 /// Runs a broker until `shutdown_signal` resolves, then shuts it down cleanly.
 ///
 /// # Errors
@@ -159,19 +200,7 @@ pub async fn run(
     )?;
 
     let metadata = MetadataCache::new();
-    let mut listeners = Vec::new();
-    for l in &config.listeners {
-        let host = if l.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            &l.host
-        };
-        let addr = format!("{host}:{}", l.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        listeners.push(listener);
-    }
+    let listeners = bind_listeners(&config).await?;
 
     let zk_handle = ZkHandle::new(zk.clone());
     let replicas = ReplicaManager::new(
@@ -219,21 +248,7 @@ pub async fn run(
         )));
     }
 
-    let background = {
-        let logs = logs.clone();
-        let replicas = replicas.clone();
-        let intervals = BackgroundIntervals {
-            retention_check_ms: config.log_retention_check_interval_ms,
-            flush_check_ms: config.log_flush_scheduler_interval_ms,
-            recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
-            log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
-        };
-        let sd = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
-            logs.run_background(intervals, hw, sd).await;
-        })
-    };
+    let background = spawn_log_background(&config, &logs, &replicas, shutdown_rx.clone());
 
     let replication_tasks = replicas.start(shutdown_rx.clone());
     let coordinator_tasks = coordinator.start(shutdown_rx.clone());
