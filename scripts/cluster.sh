@@ -9,7 +9,12 @@
 #   scripts/cluster.sh status                          processes, registrations, controller
 #
 # Environment: CLUSTER_ZK_PORT (2181), CLUSTER_BASE_PORT (9092; broker i listens on BASE_PORT+i),
-# CLUSTER_START_TIMEOUT (60 s), CLUSTER_STOP_TIMEOUT (30 s), GREGOR_BIN, RUST_LOG (info).
+# CLUSTER_START_TIMEOUT (60 s, for ZooKeeper and for each broker), CLUSTER_STOP_TIMEOUT (30 s),
+# GREGOR_BIN, RUST_LOG (info).
+#
+# Every wait is bounded and, when it gives up, names the log file to read. A process counts as
+# started while it exists and is not a zombie: right after `&` the child may not have exec'd its
+# program yet, so its command line is only checked for processes found through an old pid file.
 #
 # `up` is idempotent: it starts only what is not running, so after a broker is killed a second
 # `up` brings it back with the same id, config and data. Missing Debian packages (zookeeper, kcat)
@@ -56,7 +61,17 @@ ensure_packages() {
     fi
 }
 
-# alive <pidfile> <word the command line must contain> → prints the pid if that process runs
+# running <pid> → true while that process exists and has not exited (an exited child of this
+# script stays a zombie until the script ends, and `kill -0` still succeeds on a zombie)
+running() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+    [[ -n "$state" && "$state" != Z && "$state" != X ]]
+}
+
+# alive <pidfile> <word the command line must contain> → prints the pid if that process runs.
+# For a pid file left by an earlier run: the command-line check guards against a reused pid.
 alive() {
     local pidfile="$1" expect="$2" pid
     [[ -s "$pidfile" ]] || return 1
@@ -67,14 +82,16 @@ alive() {
     echo "$pid"
 }
 
-# four_letter <cmd> → ZooKeeper's answer on 127.0.0.1:$ZK_PORT (empty if unreachable)
+# four_letter <cmd> → ZooKeeper's answer on 127.0.0.1:$ZK_PORT (empty if unreachable). The whole
+# exchange, connect included, is bounded: a starting server may accept and then say nothing.
 four_letter() {
     local answer
-    answer="$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf '%s' "$1" >&3 && timeout 5 cat <&3) 2>/dev/null)" || true
+    answer="$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "%s" "$1" >&3 && cat <&3' \
+        "$ZK_PORT" "$1" 2>/dev/null)" || true
     printf '%s' "$answer"
 }
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_open() { timeout 3 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null; }
 
 # registered_ids → broker ids with an ephemeral /brokers/ids/<id> (from the `dump` command)
 registered_ids() {
@@ -113,17 +130,21 @@ CFG
         -Dzookeeper.log.dir="$ZK_DIR" -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
         -cp "$ZK_CP" org.apache.zookeeper.server.quorum.QuorumPeerMain "$ZK_DIR/zoo.cfg" \
         >>"$ZK_DIR/zookeeper.log" 2>&1 </dev/null &
-    echo $! >"$ZK_DIR/zookeeper.pid"
-    local deadline=$((SECONDS + 30))
+    pid=$!
+    echo "$pid" >"$ZK_DIR/zookeeper.pid"
+    local deadline=$((SECONDS + START_TIMEOUT))
     until four_letter srvr | grep -q '^Mode:'; do
-        if ! alive "$ZK_DIR/zookeeper.pid" QuorumPeerMain >/dev/null; then
+        if ! running "$pid"; then
             tail -n 20 "$ZK_DIR/zookeeper.log" >&2 || true
-            die "zookeeper exited; see $ZK_DIR/zookeeper.log"
+            die "zookeeper (pid $pid) exited during start-up; see $ZK_DIR/zookeeper.log"
         fi
-        ((SECONDS < deadline)) || die "zookeeper did not start within 30 s; see $ZK_DIR/zookeeper.log"
+        if ((SECONDS >= deadline)); then
+            tail -n 20 "$ZK_DIR/zookeeper.log" >&2 || true
+            die "zookeeper (pid $pid) did not serve clients within ${START_TIMEOUT} s; see $ZK_DIR/zookeeper.log"
+        fi
         sleep 0.3
     done
-    log "zookeeper serving (pid $(<"$ZK_DIR/zookeeper.pid"))"
+    log "zookeeper serving (pid $pid)"
 }
 
 # ----- brokers -------------------------------------------------------------------------------
@@ -174,7 +195,7 @@ start_broker() {
         log "broker $id: waiting for the previous session's registration to expire"
         local deadline=$((SECONDS + SESSION_TIMEOUT_MS / 1000 + 15))
         while is_registered "$id"; do
-            ((SECONDS < deadline)) || die "/brokers/ids/$id is still registered but broker $id is not running"
+            ((SECONDS < deadline)) || die "/brokers/ids/$id is still registered but broker $id is not running; see $ZK_DIR/zookeeper.log and $dir/broker.log"
             sleep 0.5
         done
     fi
@@ -187,21 +208,22 @@ start_broker() {
 }
 
 wait_broker() {
-    local id="$1" bin="$2" dir deadline
+    local id="$1" dir deadline pid
     dir="$(broker_dir "$id")"
+    pid="$(<"$dir/broker.pid")"
     deadline=$((SECONDS + START_TIMEOUT))
     until is_registered "$id" && port_open $((BASE_PORT + id)); do
-        if ! alive "$dir/broker.pid" "$bin" >/dev/null; then
+        if ! running "$pid"; then
             tail -n 20 "$dir/broker.log" >&2 || true
-            die "broker $id exited during start-up; see $dir/broker.log"
+            die "broker $id (pid $pid) exited during start-up; see $dir/broker.log"
         fi
         if ((SECONDS >= deadline)); then
             tail -n 20 "$dir/broker.log" >&2 || true
-            die "broker $id did not register in ZooKeeper within ${START_TIMEOUT} s; see $dir/broker.log"
+            die "broker $id (pid $pid) did not register and listen within ${START_TIMEOUT} s; see $dir/broker.log"
         fi
         sleep 0.3
     done
-    log "broker $id registered (pid $(<"$dir/broker.pid"))"
+    log "broker $id registered (pid $pid)"
 }
 
 # ----- commands ------------------------------------------------------------------------------
@@ -232,7 +254,7 @@ cmd_up() {
     for ((id = 0; id < n; id++)); do
         if start_broker "$id" "$n" "$bin"; then started+=("$id"); fi
     done
-    for id in "${started[@]}"; do wait_broker "$id" "$bin"; done
+    for id in "${started[@]}"; do wait_broker "$id"; done
     local bootstrap=()
     for ((id = 0; id < n; id++)); do bootstrap+=("127.0.0.1:$((BASE_PORT + id))"); done
     log "cluster up: zookeeper 127.0.0.1:$ZK_PORT, $n broker(s)"

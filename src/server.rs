@@ -24,6 +24,7 @@ use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
 use crate::network::{self, ConnectionLimits};
 use crate::replication::{FetcherConfig, ReplicaManager, ReplicationConfig};
+use crate::util::fd_limit;
 use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
 
 /// Why the broker could not start (or stopped with an error).
@@ -94,6 +95,64 @@ async fn connect_zk(config: &KafkaConfig) -> Result<KafkaZkClient, ZkError> {
     .await
 }
 
+/// Raises the soft open-file limit to the hard one, as operators do for Kafka: the broker holds
+/// one descriptor per log segment. A failure is logged, not fatal; an open that later runs out
+/// of descriptors says which limit to raise.
+fn raise_fd_limit(broker_id: i32) {
+    match fd_limit::raise_soft_to_hard() {
+        Ok((before, after)) => tracing::info!(
+            broker = broker_id,
+            soft_before = before.soft,
+            soft = after.soft,
+            hard = after.hard,
+            "open-file limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(broker = broker_id, error = %e,
+            "cannot raise the open-file limit; a broker with many partitions may run out"),
+    }
+}
+
+/// Binds every configured listener before the broker registers, so a port in use fails start-up
+/// instead of advertising an endpoint nobody serves.
+async fn bind_listeners(config: &KafkaConfig) -> Result<Vec<TcpListener>, ServerError> {
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let host = if l.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            &l.host
+        };
+        let addr = format!("{host}:{}", l.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Starts the log manager's retention, flush and checkpoint task; retention needs each
+/// partition's high watermark from the ReplicaManager.
+fn spawn_log_background(
+    config: &KafkaConfig,
+    logs: &LogManager,
+    replicas: &ReplicaManager,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let logs = logs.clone();
+    let replicas = replicas.clone();
+    let intervals = BackgroundIntervals {
+        retention_check_ms: config.log_retention_check_interval_ms,
+        flush_check_ms: config.log_flush_scheduler_interval_ms,
+        recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
+        log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
+    };
+    tokio::spawn(async move {
+        let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
+        logs.run_background(intervals, hw, shutdown).await;
+    })
+}
+
 /// Runs a broker until `shutdown_signal` resolves, then shuts it down cleanly.
 ///
 /// # Errors
@@ -106,6 +165,7 @@ pub async fn run(
     let config = Arc::new(config);
     let broker_id = config.broker_id;
     tracing::info!(broker = broker_id, zookeeper = %config.zookeeper_connect, "starting broker");
+    raise_fd_limit(broker_id);
 
     let zk = connect_zk(&config).await?;
     zk.create_top_level_paths().await?;
@@ -139,19 +199,7 @@ pub async fn run(
     )?;
 
     let metadata = MetadataCache::new();
-    let mut listeners = Vec::new();
-    for l in &config.listeners {
-        let host = if l.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            &l.host
-        };
-        let addr = format!("{host}:{}", l.port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        listeners.push(listener);
-    }
+    let listeners = bind_listeners(&config).await?;
 
     let zk_handle = ZkHandle::new(zk.clone());
     let replicas = ReplicaManager::new(
@@ -199,21 +247,7 @@ pub async fn run(
         )));
     }
 
-    let background = {
-        let logs = logs.clone();
-        let replicas = replicas.clone();
-        let intervals = BackgroundIntervals {
-            retention_check_ms: config.log_retention_check_interval_ms,
-            flush_check_ms: config.log_flush_scheduler_interval_ms,
-            recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
-            log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
-        };
-        let sd = shutdown_rx.clone();
-        tokio::spawn(async move {
-            let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
-            logs.run_background(intervals, hw, sd).await;
-        })
-    };
+    let background = spawn_log_background(&config, &logs, &replicas, shutdown_rx.clone());
 
     let replication_tasks = replicas.start(shutdown_rx.clone());
     let coordinator_tasks = coordinator.start(shutdown_rx.clone());

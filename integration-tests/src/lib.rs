@@ -11,6 +11,7 @@
 //! - `broker`: one broker's files and child process
 //! - [`proxy`]: the cuttable TCP proxy
 //! - [`zookeeper`]: the ZooKeeper container and client helpers
+//! - [`local_zk`]: ZooKeeper as a local process, for the tests of `gregor::zk` (no Docker)
 //! - [`util`]: ports, binary lookup, polling, log tails
 //!
 //! ```no_run
@@ -28,6 +29,7 @@
 
 mod broker;
 pub mod cluster;
+pub mod local_zk;
 pub mod proxy;
 pub mod util;
 pub mod zookeeper;

@@ -21,8 +21,9 @@ use kafka_protocol::ResponseError;
 use super::codes::{self, group_code};
 use super::metadata::{ensure_offsets_topic, OFFSETS_TOPIC};
 use super::{ApiContext, ApiError, Req, Response};
-use crate::coordinator::membership::{now_ms, JoinRequest};
+use crate::coordinator::membership::JoinRequest;
 use crate::coordinator::GroupError;
+use crate::util::clock::now_ms;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())

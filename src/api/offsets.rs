@@ -14,8 +14,8 @@ use kafka_protocol::ResponseError;
 
 use super::codes::{self, group_code, NONE};
 use super::{ApiContext, ApiError, Req, Response};
-use crate::coordinator::membership::now_ms;
 use crate::coordinator::offsets::{CommitRequest, FetchedOffset, PartitionCommit};
+use crate::util::clock::now_ms;
 
 /// Groups per-partition answers by topic, keeping the order topics first appear in.
 fn by_topic<P>(items: impl IntoIterator<Item = (String, P)>) -> Vec<(String, Vec<P>)> {

@@ -287,7 +287,7 @@ impl PartitionStateMachine<'_> {
             // Only an explicit, valid `true` may lose data: a config that does not parse
             // elects nobody out of sync (the partition stays offline), as Kafka, whose
             // LogConfig.fromProps would fail, never elects on a config it cannot read.
-            let enabled = match topic_log_config(&self.broker_log_config, &overrides) {
+            let enabled = match topic_log_config(self.broker_log_config, &overrides) {
                 Ok(c) => c.unclean_leader_election_enable,
                 Err(e) => {
                     tracing::error!(topic, error = %e,

@@ -9,9 +9,10 @@ use bytes::Bytes;
 
 use super::error::GroupError;
 use super::group::{Group, GroupState};
-use super::membership::{now_ms, Entry, JoinResponse, Membership, SyncResponse};
+use super::membership::{Entry, JoinResponse, Membership, SyncResponse};
 use super::records::{self, GroupValue, OffsetValue, RecordKey};
 use crate::protocol::batch;
+use crate::util::clock::now_ms;
 
 /// The state of one offsets partition after replaying its log.
 #[derive(Debug, Default)]

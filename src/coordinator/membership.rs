@@ -21,6 +21,8 @@ use super::group::{Group, GroupState, Member};
 use super::hash::partition_for;
 use super::records;
 use super::store::{GroupLog, Record, WriteQueue};
+use crate::util::clock::now_ms;
+use crate::util::sync::lock;
 
 /// The `group.*` broker settings.
 #[derive(Debug, Clone, Copy)]
@@ -171,13 +173,6 @@ pub struct Membership {
     pub writes: WriteQueue,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Kafka's member id: the client id (or the static instance id), "-", a random UUID.
 fn new_member_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4())
@@ -202,10 +197,7 @@ impl Membership {
     }
 
     pub(super) fn groups(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        match self.groups.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.groups)
     }
 
     /// The state of a group, if known (tests, DescribeGroups).

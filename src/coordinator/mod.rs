@@ -28,6 +28,8 @@ use crate::config::KafkaConfig;
 use crate::log::TopicPartition;
 use crate::protocol::batch;
 use crate::replication::ReplicaManager;
+use crate::util::clock::now_ms;
+use crate::util::sync::lock;
 pub use error::GroupError;
 use loader::Replayed;
 use membership::{Membership, MembershipConfig};
@@ -111,7 +113,7 @@ impl GroupCoordinator {
                         }
                     }
                     _ = tick.tick() => {
-                        m.expire_offsets(membership::now_ms());
+                        m.expire_offsets(now_ms());
                     }
                 }
             }
@@ -120,10 +122,7 @@ impl GroupCoordinator {
     }
 
     fn owned(&self) -> MutexGuard<'_, HashMap<i32, Ownership>> {
-        match self.inner.owned.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock(&self.inner.owned)
     }
 
     pub fn membership(&self) -> &Membership {

@@ -19,6 +19,8 @@ use super::error::AppendError;
 use crate::log::TopicPartition;
 use crate::protocol::batch;
 use crate::replication::ReplicaManager;
+use crate::util::clock::now_ms;
+use crate::util::sync::lock;
 
 /// The internal topic the coordinator owns.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -49,13 +51,6 @@ impl ReplicaGroupLog {
     pub fn new(replicas: ReplicaManager, timeout: Duration) -> Self {
         Self { replicas, timeout }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl GroupLog for ReplicaGroupLog {
@@ -103,19 +98,13 @@ impl WriteQueue {
         if records.is_empty() {
             return;
         }
-        match self.pending.lock() {
-            Ok(mut p) => p.push((partition, records)),
-            Err(p) => p.into_inner().push((partition, records)),
-        }
+        lock(&self.pending).push((partition, records));
         self.wake.notify_one();
     }
 
     /// Takes everything queued so far.
     pub fn drain(&self) -> Vec<PartitionWrite> {
-        match self.pending.lock() {
-            Ok(mut p) => std::mem::take(&mut *p),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        }
+        std::mem::take(&mut *lock(&self.pending))
     }
 
     /// Appends queued writes through `log` until `shutdown`. A failed write is logged and

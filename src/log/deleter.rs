@@ -4,6 +4,7 @@
 //! undisturbed. One lazily started worker thread serves the whole process, which bounds the
 //! cost of many concurrent deletions to one sleeping thread.
 
+use crate::util::sync::lock;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -88,7 +89,7 @@ pub(crate) fn schedule(paths: Vec<PathBuf>, delay_ms: u64) {
         }
         Mutex::new(tx)
     });
-    let sent = super::types::lock(worker).send(Job { due, paths });
+    let sent = lock(worker).send(Job { due, paths });
     if let Err(mpsc::SendError(job)) = sent {
         job.paths.iter().for_each(|p| remove_now(p));
     }

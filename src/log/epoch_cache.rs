@@ -5,7 +5,8 @@
 
 use super::checkpoint;
 use super::error::LogError;
-use super::types::{lock, TopicPartition};
+use super::types::TopicPartition;
+use crate::util::sync::lock;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};

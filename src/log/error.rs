@@ -3,6 +3,7 @@
 //! without string matching.
 
 use crate::protocol::batch::BatchError;
+use crate::util::fd_limit;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +13,15 @@ pub enum LogError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// An open failed because the process (EMFILE) or the system (ENFILE) has no descriptor
+    /// left; `advice` names the limit and how to raise it.
+    #[error("cannot open {path}: {source}; {advice}")]
+    OutOfDescriptors {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+        advice: String,
     },
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt {
@@ -62,11 +72,17 @@ pub enum LogError {
 
 impl LogError {
     /// Wraps an I/O error with the path it happened on; every I/O call in this module goes
-    /// through here so no error reaches the operator without a file name.
+    /// through here so no error reaches the operator without a file name, and running out of
+    /// descriptors is reported with the limit to raise.
     pub(crate) fn io(path: &Path, source: std::io::Error) -> LogError {
-        LogError::Io {
-            path: path.to_path_buf(),
-            source,
+        let path = path.to_path_buf();
+        match fd_limit::describe_exhaustion(&source) {
+            Some(advice) => LogError::OutOfDescriptors {
+                path,
+                source,
+                advice,
+            },
+            None => LogError::Io { path, source },
         }
     }
 }
@@ -79,5 +95,24 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &Path) -> Result<T, LogError> {
         self.map_err(|e| LogError::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emfile_names_the_limit_and_other_errors_stay_io() {
+        let path = Path::new("/data/t-0/leader-epoch-checkpoint.tmp");
+        let e = LogError::io(path, std::io::Error::from_raw_os_error(libc::EMFILE));
+        let text = e.to_string();
+        assert!(matches!(e, LogError::OutOfDescriptors { .. }), "{e:?}");
+        assert!(
+            text.contains("leader-epoch-checkpoint.tmp") && text.contains("ulimit -n"),
+            "{text}"
+        );
+        let e = LogError::io(path, std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(matches!(e, LogError::Io { .. }), "{e:?}");
     }
 }

@@ -4,110 +4,92 @@
 //! forward scan of batch headers in the segment.
 
 use super::error::LogError;
-use super::mmap_file::MappedFile;
-use std::fs::File;
+use super::fixed_index::{Entry, FixedEntryIndex};
 use std::path::Path;
-use std::sync::Arc;
 
 pub(crate) const OFFSET_ENTRY_SIZE: usize = 8;
 
-pub(crate) struct OffsetIndex {
-    file: MappedFile,
-    base_offset: i64,
-    entries: usize,
+/// `(relative offset, position)`, both big-endian `i32`.
+#[derive(Clone, Copy, Debug)]
+struct OffsetEntry {
+    rel: i32,
+    pos: i32,
 }
 
-fn round_down(len: usize, entry: usize) -> usize {
-    len - len % entry
+impl Entry for OffsetEntry {
+    const SIZE: usize = OFFSET_ENTRY_SIZE;
+
+    fn decode(e: &[u8]) -> Self {
+        OffsetEntry {
+            rel: i32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+            pos: i32::from_be_bytes([e[4], e[5], e[6], e[7]]),
+        }
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.rel.to_be_bytes());
+        out[4..8].copy_from_slice(&self.pos.to_be_bytes());
+    }
+}
+
+pub(crate) struct OffsetIndex {
+    index: FixedEntryIndex<OffsetEntry>,
+    base_offset: i64,
 }
 
 impl OffsetIndex {
     /// Opens an existing index, trusting its length for the entry count (callers run
     /// [`OffsetIndex::sanity_check`] before relying on it).
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<OffsetIndex, LogError> {
-        let file = MappedFile::open(path)?;
-        let entries = file.len() / OFFSET_ENTRY_SIZE;
         Ok(OffsetIndex {
-            file,
+            index: FixedEntryIndex::open(path)?,
             base_offset,
-            entries,
         })
     }
 
     #[cfg(test)]
     pub(crate) fn entries(&self) -> usize {
-        self.entries
-    }
-
-    fn max_entries(&self) -> usize {
-        self.file.len() / OFFSET_ENTRY_SIZE
+        self.index.entries()
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.entries >= self.max_entries()
+        self.index.entries() >= self.index.max_entries()
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    pub(crate) fn handle(&self) -> Arc<File> {
-        self.file.handle()
+        self.index.path()
     }
 
     pub(crate) fn rename(&mut self, new_path: &Path) -> Result<(), LogError> {
-        self.file.rename(new_path)
+        self.index.rename(new_path)
     }
 
-    /// Raw entry `n`: (relative offset, position).
-    fn raw(&self, n: usize) -> (i32, i32) {
-        let at = n * OFFSET_ENTRY_SIZE;
-        match self.file.bytes().get(at..at + OFFSET_ENTRY_SIZE) {
-            Some(e) => (
-                i32::from_be_bytes([e[0], e[1], e[2], e[3]]),
-                i32::from_be_bytes([e[4], e[5], e[6], e[7]]),
-            ),
-            None => (0, 0),
-        }
+    /// An entry as (absolute offset, position).
+    fn absolute(&self, e: OffsetEntry) -> (i64, u64) {
+        (
+            self.base_offset.saturating_add(i64::from(e.rel)),
+            e.pos.max(0) as u64,
+        )
     }
 
     /// Last entry as (absolute offset, position).
     pub(crate) fn last_entry(&self) -> Option<(i64, u64)> {
-        let n = self.entries.checked_sub(1)?;
-        let (rel, pos) = self.raw(n);
-        Some((
-            self.base_offset.saturating_add(i64::from(rel)),
-            pos.max(0) as u64,
-        ))
+        self.index.last().map(|e| self.absolute(e))
     }
 
     /// Index of the last entry whose relative offset is ≤ `target_rel`.
     fn floor_slot(&self, target_rel: i64) -> Option<usize> {
-        let (mut lo, mut hi) = (0usize, self.entries);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if i64::from(self.raw(mid).0) <= target_rel {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo.checked_sub(1)
+        self.index
+            .partition_point(|e| i64::from(e.rel) <= target_rel)
+            .checked_sub(1)
     }
 
     /// Floor lookup: the entry with the largest offset ≤ `target`, as (offset, position);
     /// `(base_offset, 0)` when none is, meaning "scan from the start of the segment".
     pub(crate) fn lookup(&self, target: i64) -> (i64, u64) {
-        match self.floor_slot(target.saturating_sub(self.base_offset)) {
-            Some(n) => {
-                let (rel, pos) = self.raw(n);
-                (
-                    self.base_offset.saturating_add(i64::from(rel)),
-                    pos.max(0) as u64,
-                )
-            }
-            None => (self.base_offset, 0),
-        }
+        self.floor_slot(target.saturating_sub(self.base_offset))
+            .and_then(|n| self.index.get(n))
+            .map_or((self.base_offset, 0), |e| self.absolute(e))
     }
 
     /// Appends an entry. Returns false without writing when the index is full or the offset
@@ -125,64 +107,50 @@ impl OffsetIndex {
                 return false;
             }
         }
-        let mut entry = [0u8; OFFSET_ENTRY_SIZE];
-        entry[..4].copy_from_slice(&rel.to_be_bytes());
-        entry[4..].copy_from_slice(&pos.to_be_bytes());
-        if self.file.write_at(self.entries * OFFSET_ENTRY_SIZE, &entry) {
-            self.entries += 1;
-            true
-        } else {
-            false
-        }
+        self.index.push(OffsetEntry { rel, pos })
     }
 
     /// Drops every entry whose offset is ≥ `offset`.
     pub(crate) fn truncate_to(&mut self, offset: i64) {
         let rel = offset.saturating_sub(self.base_offset);
-        self.entries = match self.floor_slot(rel.saturating_sub(1)) {
-            Some(n) => n + 1,
-            None => 0,
-        };
+        let keep = self.floor_slot(rel.saturating_sub(1)).map_or(0, |n| n + 1);
+        self.index.truncate_entries(keep);
     }
 
     /// Forgets all entries (before a rebuild); the file keeps its size.
     pub(crate) fn reset(&mut self) {
-        self.entries = 0;
+        self.index.reset();
     }
 
     /// Sets the file size to `size` rounded down to whole entries, but never below the
     /// entries in use.
     pub(crate) fn resize(&mut self, size: usize) -> Result<(), LogError> {
-        let target = round_down(size, OFFSET_ENTRY_SIZE).max(self.entries * OFFSET_ENTRY_SIZE);
-        self.file.resize(target)
+        self.index.resize(size)
     }
 
     /// Shrinks the file to exactly the entries in use (on roll and close).
     pub(crate) fn trim_to_valid_size(&mut self) -> Result<(), LogError> {
-        self.file.resize(self.entries * OFFSET_ENTRY_SIZE)
+        self.index.trim_to_valid_size()
     }
 
     /// Kafka's sanity check plus two cheap extras that catch a preallocated, zero-filled
     /// tail left by a crash: the last entry must point inside the segment and offsets must
     /// strictly increase at the end.
     pub(crate) fn sanity_check(&self, log_size: u64) -> Result<(), String> {
-        if !self.file.len().is_multiple_of(OFFSET_ENTRY_SIZE) {
-            return Err(format!(
-                "size {} is not a multiple of {OFFSET_ENTRY_SIZE}",
-                self.file.len()
-            ));
-        }
-        let Some(last) = self.entries.checked_sub(1) else {
+        self.index.check_whole_entries()?;
+        let Some(last) = self.index.entries().checked_sub(1) else {
             return Ok(());
         };
-        let (rel, pos) = self.raw(last);
+        let Some(OffsetEntry { rel, pos }) = self.index.get(last) else {
+            return Ok(());
+        };
         if rel < 0 || pos < 0 || pos as u64 >= log_size {
             return Err(format!(
                 "last entry ({rel}, {pos}) is outside a segment of {log_size} bytes"
             ));
         }
-        if let Some(prev) = last.checked_sub(1) {
-            if self.raw(prev).0 >= rel {
+        if let Some(prev) = last.checked_sub(1).and_then(|n| self.index.get(n)) {
+            if prev.rel >= rel {
                 return Err(format!("offsets do not increase at entry {last}"));
             }
         }

@@ -11,7 +11,9 @@ use super::deleter;
 use super::error::{IoContext, LogError};
 use super::meta::{self, DirLock};
 use super::partition_log::{Log, OpenParams};
-use super::types::{lock, now_ms, read, write, TopicPartition};
+use super::types::TopicPartition;
+use crate::util::clock::now_ms;
+use crate::util::sync::{lock, read, write};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,6 +238,8 @@ impl LogManager {
             });
         }
         let dir = if let [only] = self.inner.dirs.as_slice() {
+            // Counting partitions per directory walks every log: skip it when there is no
+            // choice, or creating N partitions costs O(N²).
             only.clone()
         } else {
             let logs = read(&self.inner.logs);

@@ -8,7 +8,7 @@
 
 use super::checkpoint::write_atomic;
 use super::error::{IoContext, LogError};
-use super::types::lock;
+use crate::util::sync::lock;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};

@@ -7,27 +7,32 @@ use super::error::{IoContext, LogError};
 use memmap2::{MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
+/// A mapped index file. It holds no descriptor: as in Kafka, the file is opened only to map it
+/// (and, rarely, to resize it), so a broker needs one descriptor per segment (the `.log`), not
+/// three.
 pub(crate) struct MappedFile {
     path: PathBuf,
-    /// Shared so `flush` can fsync without holding the log lock.
-    file: Arc<File>,
     /// `None` while the file is empty: a zero-length mapping is not portable.
     mmap: Option<MmapMut>,
     len: usize,
 }
 
+fn open_rw(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .at(path)
+}
+
 impl MappedFile {
-    /// Opens (creating if absent) and maps the file at its current length.
+    /// Opens (creating if absent) and maps the file at its current length; the descriptor is
+    /// closed before returning.
     pub(crate) fn open(path: &Path) -> Result<MappedFile, LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .at(path)?;
+        let file = open_rw(path)?;
         let len = file.metadata().at(path)?.len();
         let len = usize::try_from(len).map_err(|_| LogError::Corrupt {
             path: path.to_path_buf(),
@@ -36,15 +41,14 @@ impl MappedFile {
         })?;
         let mut f = MappedFile {
             path: path.to_path_buf(),
-            file: Arc::new(file),
             mmap: None,
             len,
         };
-        f.remap()?;
+        f.map(&file)?;
         Ok(f)
     }
 
-    fn remap(&mut self) -> Result<(), LogError> {
+    fn map(&mut self, file: &File) -> Result<(), LogError> {
         self.mmap = None;
         if self.len == 0 {
             return Ok(());
@@ -53,7 +57,7 @@ impl MappedFile {
         // directory this broker owns exclusively (see the data-dir lock), and it is only
         // resized through `resize`, which drops the mapping first, so no access can fall
         // beyond the end of the file while mapped.
-        let map = unsafe { MmapOptions::new().len(self.len).map_mut(&*self.file) };
+        let map = unsafe { MmapOptions::new().len(self.len).map_mut(file) };
         self.mmap = Some(map.at(&self.path)?);
         Ok(())
     }
@@ -64,10 +68,6 @@ impl MappedFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(crate) fn handle(&self) -> Arc<File> {
-        Arc::clone(&self.file)
     }
 
     /// The mapped bytes (empty when the file is empty).
@@ -96,13 +96,14 @@ impl MappedFile {
             return Ok(());
         }
         self.mmap = None;
-        self.file.set_len(new_len as u64).at(&self.path)?;
+        let file = open_rw(&self.path)?;
+        file.set_len(new_len as u64).at(&self.path)?;
         self.len = new_len;
-        self.remap()
+        self.map(&file)
     }
 
-    /// Renames the file (used when a segment is scheduled for deletion); the mapping and
-    /// descriptor stay valid across a rename.
+    /// Renames the file (used when a segment is scheduled for deletion); the mapping stays
+    /// valid across a rename.
     pub(crate) fn rename(&mut self, new_path: &Path) -> Result<(), LogError> {
         std::fs::rename(&self.path, new_path).at(&self.path)?;
         self.path = new_path.to_path_buf();
@@ -115,4 +116,45 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     path.with_file_name(name)
+}
+
+/// Fsyncs the file at `path` through a short-lived descriptor. On Linux that writes back the
+/// pages dirtied through any shared mapping of it too. A file already gone (its segment was
+/// deleted meanwhile) needs no flush.
+pub(crate) fn sync_path(path: &Path) -> Result<(), LogError> {
+    match File::open(path) {
+        Ok(file) => file.sync_all().at(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LogError::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_no_descriptor_and_survives_resize_and_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut f = MappedFile::open(&path).unwrap();
+        assert!(f.bytes().is_empty());
+        f.resize(16).unwrap();
+        assert!(f.write_at(8, &[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(!f.write_at(12, &[0; 8]), "past the end");
+        let renamed = dir.path().join("0.index.deleted");
+        f.rename(&renamed).unwrap();
+        sync_path(&renamed).unwrap();
+        sync_path(&path).unwrap();
+        assert_eq!(
+            std::fs::read(&renamed).unwrap()[8..],
+            [1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        let open: Vec<_> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir.path()))
+            .collect();
+        assert!(open.is_empty(), "descriptors left open: {open:?}");
+    }
 }

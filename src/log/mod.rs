@@ -5,7 +5,8 @@
 //! - [`Log`]: one partition: appends, reads, flushes (`partition_log`); truncation and
 //!   retention (`retention`).
 //! - Segments (`segment`) with their `.index` (`index`) and `.timeindex` (`time_index`),
-//!   both memory-mapped (`mmap_file`); header scanning (`scan`); startup recovery (`recovery`).
+//!   both fixed-entry indexes (`fixed_index`) over a memory-mapped file (`mmap_file`);
+//!   header scanning (`scan`); startup recovery (`recovery`).
 //! - [`LeaderEpochCache`] (`epoch_cache`) and the text checkpoint files (`checkpoint`).
 //! - [`LogConfig`] with Kafka's topic-level overrides (`config`), [`LogError`] (`error`).
 //!
@@ -16,6 +17,7 @@ mod config;
 mod deleter;
 mod epoch_cache;
 mod error;
+mod fixed_index;
 mod index;
 mod manager;
 mod meta;
@@ -28,6 +30,8 @@ mod segment;
 mod time_index;
 mod types;
 
+#[cfg(test)]
+mod fd_tests;
 #[cfg(test)]
 mod tests;
 

@@ -12,8 +12,10 @@ use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::recovery::{self, LoadParams};
 use super::segment::{BatchMeta, LogSegment};
-use super::types::{now_ms, read, write, AppendInfo, ReadInfo, TopicPartition};
+use super::types::{AppendInfo, ReadInfo, TopicPartition};
 use crate::protocol::batch::{self, BatchError, BatchHeader};
+use crate::util::clock::now_ms;
+use crate::util::sync::{read, write};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -452,7 +454,7 @@ impl Log {
         if offset <= from {
             return Ok(());
         }
-        let handles: Vec<_> = {
+        let targets: Vec<_> = {
             let segments = read(&self.segments);
             let first = segments
                 .range(..=from)
@@ -461,11 +463,11 @@ impl Log {
                 .unwrap_or(i64::MIN);
             segments
                 .range(first..offset)
-                .flat_map(|(_, s)| s.sync_handles())
+                .map(|(_, s)| s.sync_targets())
                 .collect()
         };
-        for (file, path) in handles {
-            file.sync_all().at(&path)?;
+        for target in &targets {
+            target.sync()?;
         }
         let _segments = write(&self.segments);
         let target = offset.min(self.log_end_offset());

@@ -8,7 +8,8 @@ use super::deleter;
 use super::error::LogError;
 use super::partition_log::{active_mut, Log};
 use super::segment::LogSegment;
-use super::types::{now_ms, write};
+use crate::util::clock::now_ms;
+use crate::util::sync::write;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 

@@ -6,7 +6,7 @@
 use super::config::LogConfig;
 use super::error::{IoContext, LogError};
 use super::index::OffsetIndex;
-use super::mmap_file::with_suffix;
+use super::mmap_file::{sync_path, with_suffix};
 use super::scan::{read_fully_at, ScanError, Scanner, READ_WINDOW, RECOVERY_WINDOW};
 use super::time_index::{TimeIndex, NO_TIMESTAMP};
 use crate::protocol::batch::BatchHeader;
@@ -62,6 +62,20 @@ pub(crate) struct LogSegment {
     rolling_based_timestamp: Option<i64>,
     created_ms: i64,
     roll_jitter_ms: i64,
+}
+
+/// The files of one segment to fsync, gathered under the log lock and synced without it.
+pub(crate) struct SyncTargets {
+    log: (Arc<File>, PathBuf),
+    indexes: [PathBuf; 2],
+}
+
+impl SyncTargets {
+    pub(crate) fn sync(&self) -> Result<(), LogError> {
+        let (file, path) = &self.log;
+        file.sync_all().at(path)?;
+        self.indexes.iter().try_for_each(|p| sync_path(p))
+    }
 }
 
 /// Result of rebuilding a segment from its data.
@@ -163,17 +177,16 @@ impl LogSegment {
         Arc::clone(&self.file)
     }
 
-    /// Descriptors to fsync for this segment: data, offset index, time index. On Linux an
-    /// fsync of the descriptor also writes back pages dirtied through the shared mapping.
-    pub(crate) fn sync_handles(&self) -> [(Arc<File>, PathBuf); 3] {
-        [
-            (self.file(), self.log_path.clone()),
-            (self.index.handle(), self.index.path().to_path_buf()),
-            (
-                self.time_index.handle(),
+    /// What to fsync for this segment: the data file's descriptor, and the paths of its two
+    /// indexes (they keep no descriptor; see [`super::mmap_file::sync_path`]).
+    pub(crate) fn sync_targets(&self) -> SyncTargets {
+        SyncTargets {
+            log: (self.file(), self.log_path.clone()),
+            indexes: [
+                self.index.path().to_path_buf(),
                 self.time_index.path().to_path_buf(),
-            ),
-        ]
+            ],
+        }
     }
 
     /// Newest timestamp in the segment, falling back to the file's mtime when no batch

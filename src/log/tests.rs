@@ -359,7 +359,7 @@ fn retention_by_size_respects_high_watermark() {
         ..small_config()
     };
     let log = mgr.get_or_create_log(&tp(), config).unwrap();
-    append_batches(&log, 0, 40, crate::log::types::now_ms());
+    append_batches(&log, 0, 40, crate::util::clock::now_ms());
     let segments = log.num_segments();
     assert!(log.size_in_bytes() > 4096);
 
@@ -416,7 +416,7 @@ fn retention_by_time_deletes_old_segments_and_rolls_if_needed() {
     assert_eq!(log.num_segments(), 1, "rolled a fresh active segment");
     assert_eq!(log.log_start_offset(), leo);
     assert!(log.read(leo, 100, None, false).unwrap().records.is_empty());
-    append_batches(&log, leo / 2, 1, crate::log::types::now_ms());
+    append_batches(&log, leo / 2, 1, crate::util::clock::now_ms());
     assert_eq!(
         log.delete_old_segments(log.log_end_offset()).unwrap(),
         0,
@@ -495,7 +495,7 @@ fn log_append_time_and_message_size_limit() {
         ..small_config()
     };
     let log = mgr.get_or_create_log(&tp(), config).unwrap();
-    let before = crate::log::types::now_ms();
+    let before = crate::util::clock::now_ms();
     let info = log.append_as_leader(batch_for(0, 5), 7).unwrap();
     assert!(info.log_append_time >= before);
     assert_eq!(info.max_timestamp, info.log_append_time);

@@ -4,76 +4,77 @@
 //! which a forward scan finds the first batch at or after that time.
 
 use super::error::LogError;
-use super::mmap_file::MappedFile;
-use std::fs::File;
+use super::fixed_index::{Entry, FixedEntryIndex};
 use std::path::Path;
-use std::sync::Arc;
 
 pub(crate) const TIME_ENTRY_SIZE: usize = 12;
 
 /// Kafka's "no timestamp" value.
 pub(crate) const NO_TIMESTAMP: i64 = -1;
 
+/// `(timestamp, relative offset)`: a big-endian `i64` then `i32`.
+#[derive(Clone, Copy, Debug)]
+struct TimeEntry {
+    ts: i64,
+    rel: i32,
+}
+
+impl Entry for TimeEntry {
+    const SIZE: usize = TIME_ENTRY_SIZE;
+
+    fn decode(e: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&e[..8]);
+        TimeEntry {
+            ts: i64::from_be_bytes(ts),
+            rel: i32::from_be_bytes([e[8], e[9], e[10], e[11]]),
+        }
+    }
+
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.ts.to_be_bytes());
+        out[8..12].copy_from_slice(&self.rel.to_be_bytes());
+    }
+}
+
 pub(crate) struct TimeIndex {
-    file: MappedFile,
+    index: FixedEntryIndex<TimeEntry>,
     base_offset: i64,
-    entries: usize,
 }
 
 impl TimeIndex {
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<TimeIndex, LogError> {
-        let file = MappedFile::open(path)?;
-        let entries = file.len() / TIME_ENTRY_SIZE;
         Ok(TimeIndex {
-            file,
+            index: FixedEntryIndex::open(path)?,
             base_offset,
-            entries,
         })
     }
 
     /// Full one slot early: the last slot is reserved for the final entry appended when the
     /// segment becomes inactive (Kafka's `TimeIndex.isFull`).
     pub(crate) fn is_full(&self) -> bool {
-        self.entries >= (self.file.len() / TIME_ENTRY_SIZE).saturating_sub(1)
+        self.index.entries() >= self.index.max_entries().saturating_sub(1)
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    pub(crate) fn handle(&self) -> Arc<File> {
-        self.file.handle()
+        self.index.path()
     }
 
     pub(crate) fn rename(&mut self, new_path: &Path) -> Result<(), LogError> {
-        self.file.rename(new_path)
+        self.index.rename(new_path)
     }
 
-    /// Raw entry `n`: (timestamp, relative offset).
-    fn raw(&self, n: usize) -> (i64, i32) {
-        let at = n * TIME_ENTRY_SIZE;
-        match self.file.bytes().get(at..at + TIME_ENTRY_SIZE) {
-            Some(e) => {
-                let mut ts = [0u8; 8];
-                ts.copy_from_slice(&e[..8]);
-                (
-                    i64::from_be_bytes(ts),
-                    i32::from_be_bytes([e[8], e[9], e[10], e[11]]),
-                )
-            }
-            None => (NO_TIMESTAMP, 0),
+    /// An entry as (timestamp, absolute offset); `(NO_TIMESTAMP, base_offset)` for none.
+    fn absolute(&self, e: Option<TimeEntry>) -> (i64, i64) {
+        match e {
+            Some(e) => (e.ts, self.base_offset.saturating_add(i64::from(e.rel))),
+            None => (NO_TIMESTAMP, self.base_offset),
         }
     }
 
     /// Last entry as (timestamp, absolute offset); `(NO_TIMESTAMP, base_offset)` when empty.
     pub(crate) fn last_entry(&self) -> (i64, i64) {
-        match self.entries.checked_sub(1) {
-            Some(n) => {
-                let (ts, rel) = self.raw(n);
-                (ts, self.base_offset.saturating_add(i64::from(rel)))
-            }
-            None => (NO_TIMESTAMP, self.base_offset),
-        }
+        self.absolute(self.index.last())
     }
 
     /// Appends `(timestamp, offset)` if the timestamp is newer than the last entry. With
@@ -88,7 +89,7 @@ impl TimeIndex {
             return false;
         }
         let (last_ts, last_offset) = self.last_entry();
-        if timestamp <= last_ts || (self.entries > 0 && offset < last_offset) {
+        if timestamp <= last_ts || (self.index.entries() > 0 && offset < last_offset) {
             return false;
         }
         let Ok(rel) = i32::try_from(offset.saturating_sub(self.base_offset)) else {
@@ -97,80 +98,52 @@ impl TimeIndex {
         if rel < 0 {
             return false;
         }
-        let mut entry = [0u8; TIME_ENTRY_SIZE];
-        entry[..8].copy_from_slice(&timestamp.to_be_bytes());
-        entry[8..].copy_from_slice(&rel.to_be_bytes());
-        if self.file.write_at(self.entries * TIME_ENTRY_SIZE, &entry) {
-            self.entries += 1;
-            true
-        } else {
-            false
-        }
+        self.index.push(TimeEntry { ts: timestamp, rel })
     }
 
     /// The entry with the largest timestamp ≤ `target`, as (timestamp, offset);
     /// `(NO_TIMESTAMP, base_offset)` when none is.
     pub(crate) fn lookup(&self, target: i64) -> (i64, i64) {
-        let (mut lo, mut hi) = (0usize, self.entries);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.raw(mid).0 <= target {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        match lo.checked_sub(1) {
-            Some(n) => {
-                let (ts, rel) = self.raw(n);
-                (ts, self.base_offset.saturating_add(i64::from(rel)))
-            }
-            None => (NO_TIMESTAMP, self.base_offset),
-        }
+        let floor = self
+            .index
+            .partition_point(|e| e.ts <= target)
+            .checked_sub(1)
+            .and_then(|n| self.index.get(n));
+        self.absolute(floor)
     }
 
     /// Drops every entry whose offset is ≥ `offset`.
     pub(crate) fn truncate_to(&mut self, offset: i64) {
         let target_rel = offset.saturating_sub(self.base_offset);
-        let (mut lo, mut hi) = (0usize, self.entries);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if i64::from(self.raw(mid).1) < target_rel {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        self.entries = lo;
+        let keep = self
+            .index
+            .partition_point(|e| i64::from(e.rel) < target_rel);
+        self.index.truncate_entries(keep);
     }
 
     pub(crate) fn reset(&mut self) {
-        self.entries = 0;
+        self.index.reset();
     }
 
     pub(crate) fn resize(&mut self, size: usize) -> Result<(), LogError> {
-        let target = (size - size % TIME_ENTRY_SIZE).max(self.entries * TIME_ENTRY_SIZE);
-        self.file.resize(target)
+        self.index.resize(size)
     }
 
     pub(crate) fn trim_to_valid_size(&mut self) -> Result<(), LogError> {
-        self.file.resize(self.entries * TIME_ENTRY_SIZE)
+        self.index.trim_to_valid_size()
     }
 
     /// Size must be whole entries; the last entry must lie in `[base_offset, next_offset)`
     /// and, as every append is strictly newer, its timestamp must exceed the one before it
     /// (which rejects a zero-filled preallocated tail).
     pub(crate) fn sanity_check(&self, next_offset: i64) -> Result<(), String> {
-        if !self.file.len().is_multiple_of(TIME_ENTRY_SIZE) {
-            return Err(format!(
-                "size {} is not a multiple of {TIME_ENTRY_SIZE}",
-                self.file.len()
-            ));
-        }
-        let Some(last) = self.entries.checked_sub(1) else {
+        self.index.check_whole_entries()?;
+        let Some(last) = self.index.entries().checked_sub(1) else {
             return Ok(());
         };
-        let (ts, rel) = self.raw(last);
+        let Some(TimeEntry { ts, rel }) = self.index.get(last) else {
+            return Ok(());
+        };
         let offset = self.base_offset.saturating_add(i64::from(rel));
         if rel < 0 || offset >= next_offset.max(self.base_offset.saturating_add(1)) {
             return Err(format!(
@@ -178,9 +151,8 @@ impl TimeIndex {
                 self.base_offset
             ));
         }
-        if let Some(prev) = last.checked_sub(1) {
-            let (prev_ts, prev_rel) = self.raw(prev);
-            if prev_ts >= ts || prev_rel > rel {
+        if let Some(prev) = last.checked_sub(1).and_then(|n| self.index.get(n)) {
+            if prev.ts >= ts || prev.rel > rel {
                 return Err(format!("entries do not increase at entry {last}"));
             }
         }

@@ -1,8 +1,6 @@
-//! Small value types shared by the log modules and their callers, plus lock and clock helpers.
+//! Small value types shared by the log modules and their callers.
 
 use bytes::Bytes;
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use crate::common::TopicPartition;
 
@@ -24,26 +22,6 @@ pub struct ReadInfo {
     pub records: Bytes,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
-}
-
-/// Wall-clock milliseconds, the unit of every Kafka timestamp.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-// A panic while a lock is held leaves the protected state as consistent as any I/O failure
-// would, so poisoning is ignored rather than propagated as a second panic.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(PoisonError::into_inner)
-}
-pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use crate::log::TopicPartition;
+use crate::util::sync::{read, write};
 
 /// The "leader" value the controller sends for partitions of a topic being deleted.
 pub use crate::common::LEADER_DURING_DELETE;
@@ -94,12 +95,9 @@ impl MetadataCache {
 
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        match self.inner.read() {
-            Ok(g) => g.clone(),
-            // A panic while holding the lock cannot leave a half-written snapshot: writers
-            // swap whole Arcs. So the poisoned value is still consistent.
-            Err(p) => p.into_inner().clone(),
-        }
+        // A panic while holding the lock cannot leave a half-written snapshot: writers swap
+        // whole Arcs. So the poisoned value is still consistent.
+        read(&self.inner).clone()
     }
 
     /// Applies an UpdateMetadata: replaces the live-broker set and upserts partition states;
@@ -110,10 +108,7 @@ impl MetadataCache {
         brokers: Vec<LiveBroker>,
         partitions: Vec<(String, i32, PartitionInfo)>,
     ) -> Vec<TopicPartition> {
-        let mut guard = match self.inner.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut guard = write(&self.inner);
         let old = guard.clone();
         let mut topics = old.topics.clone();
         let mut deleted = Vec::new();

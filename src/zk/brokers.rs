@@ -3,12 +3,13 @@
 
 use tracing::info;
 
-use super::client::{now_ms, KafkaZkClient};
+use super::client::KafkaZkClient;
 use super::data::{self, BrokerInfo};
 use super::error::{CodecError, ZkError};
 use super::ops::{EphemeralCreate, NodeData};
 use super::paths::{broker_path, BROKER_IDS_PATH};
 use super::watch::Watch;
+use crate::util::clock::now_ms;
 
 /// Parses `/brokers/ids` children; a non-numeric name means someone else wrote there.
 fn parse_broker_ids(children: Vec<String>) -> Result<Vec<i32>, ZkError> {

@@ -6,8 +6,9 @@
 //! [`KafkaZkClient::reconnect`], re-registers its broker and re-elects (reference §2).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::{info, warn};
 use zookeeper_client::{Client, SessionState};
 
@@ -32,13 +33,6 @@ pub struct KafkaZkClient {
     settings: Arc<Settings>,
 }
 
-/// Wall-clock milliseconds for the `timestamp` fields Kafka writes (informational only).
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Byte offset of the chroot in a connect string: the first `/` that is not part of a
 /// `tcp://`-style scheme prefix (which zookeeper-client accepts per host).
 fn chroot_index(connect: &str) -> Option<usize> {
@@ -55,28 +49,68 @@ fn chroot_index(connect: &str) -> Option<usize> {
     None
 }
 
-/// Opens one session, bounded by `connection_timeout` (Kafka's `zookeeper.connection.timeout.ms`).
+/// First pause between connection attempts; it doubles up to [`MAX_CONNECT_BACKOFF`].
+const FIRST_CONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between connection attempts (the Java client sleeps up to 1 s between hosts).
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Opens one session, retrying until `deadline` (from Kafka's `zookeeper.connection.timeout.ms`).
+///
+/// A refused or reset connection is what a ZooKeeper that is still starting looks like, so, as
+/// Kafka's client does, it is retried with a growing back-off rather than reported at once. Each
+/// attempt makes one pass over the hosts (`fail_eagerly`), so this loop, not the library, decides
+/// how long to keep trying and logs every failure. Only an unusable connect string is final.
 async fn open_session(
     connect: &str,
     session_timeout: Duration,
     connection_timeout: Duration,
+    deadline: Instant,
 ) -> Result<Client, ZkError> {
-    let connecting = Client::connector()
-        .with_session_timeout(session_timeout)
-        .connect(connect);
-    match tokio::time::timeout(connection_timeout, connecting).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(zookeeper_client::Error::BadArguments(reason))) => {
-            Err(ZkError::InvalidConnectString {
+    let mut backoff = FIRST_CONNECT_BACKOFF;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let connecting = Client::connector()
+            .with_session_timeout(session_timeout)
+            .with_fail_eagerly()
+            .connect(connect);
+        let last_error = match tokio::time::timeout(remaining, connecting).await {
+            Ok(Ok(client)) => {
+                if attempts > 1 {
+                    info!(connect, attempts, "connected to ZooKeeper after retrying");
+                }
+                return Ok(client);
+            }
+            Ok(Err(zookeeper_client::Error::BadArguments(reason))) => {
+                return Err(ZkError::InvalidConnectString {
+                    connect: connect.to_string(),
+                    reason: reason.to_string(),
+                })
+            }
+            Ok(Err(zookeeper_client::Error::NoHosts)) => "no server accepted a session".to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no session established before the deadline".to_string(),
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ZkError::ConnectTimeout {
                 connect: connect.to_string(),
-                reason: reason.to_string(),
-            })
+                timeout: connection_timeout,
+                attempts,
+                last_error,
+            });
         }
-        Ok(Err(zookeeper_client::Error::Timeout)) | Err(_) => Err(ZkError::ConnectTimeout {
-            connect: connect.to_string(),
-            timeout: connection_timeout,
-        }),
-        Ok(Err(e)) => Err(ZkError::from_zk("/", e)),
+        let pause = backoff.min(deadline - now);
+        warn!(
+            connect,
+            attempts,
+            error = %last_error,
+            retry_in_ms = pause.as_millis() as u64,
+            "cannot connect to ZooKeeper yet; retrying"
+        );
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
     }
 }
 
@@ -120,6 +154,9 @@ impl KafkaZkClient {
     /// the chroot path (recursively) and is closed, then the real session is opened with it,
     /// as Kafka's `KafkaServer.initZkClient` does.
     ///
+    /// Refused, reset or unanswered connections are retried with back-off until
+    /// `connection_timeout` has passed since the call (both sessions share that budget).
+    ///
     /// # Errors
     /// `InvalidConnectString`, `ConnectTimeout` after `connection_timeout`, or the error that
     /// prevented creating the chroot.
@@ -128,10 +165,12 @@ impl KafkaZkClient {
         session_timeout: Duration,
         connection_timeout: Duration,
     ) -> Result<Self, ZkError> {
+        let deadline = Instant::now() + connection_timeout;
         if let Some(i) = chroot_index(connect) {
             let (hosts, chroot) = connect.split_at(i);
             if chroot != "/" {
-                let bootstrap = open_session(hosts, session_timeout, connection_timeout).await?;
+                let bootstrap =
+                    open_session(hosts, session_timeout, connection_timeout, deadline).await?;
                 match bootstrap.mkdir(chroot, &PERSISTENT).await {
                     Ok(()) => {}
                     Err(zookeeper_client::Error::BadArguments(reason)) => {
@@ -147,7 +186,7 @@ impl KafkaZkClient {
                 drop(bootstrap);
             }
         }
-        let zk = open_session(connect, session_timeout, connection_timeout).await?;
+        let zk = open_session(connect, session_timeout, connection_timeout, deadline).await?;
         info!(
             connect,
             session_id = format_args!("{:#x}", zk.session_id().0),

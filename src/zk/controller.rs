@@ -5,12 +5,13 @@
 use tracing::{info, warn};
 use zookeeper_client::{Error as ClientError, MultiWriteError, MultiWriteResult};
 
-use super::client::{now_ms, KafkaZkClient};
+use super::client::KafkaZkClient;
 use super::data;
 use super::error::ZkError;
 use super::ops::{CheckedOp, EPHEMERAL, PERSISTENT};
 use super::paths::{CONTROLLER_EPOCH_PATH, CONTROLLER_PATH};
 use super::watch::Watch;
+use crate::util::clock::now_ms;
 
 fn decode_controller_id(bytes: &[u8]) -> Result<i32, ZkError> {
     data::decode_controller(bytes).map_err(|e| ZkError::malformed(CONTROLLER_PATH, e))

@@ -27,9 +27,18 @@ pub enum ZkError {
     #[error("invalid zookeeper.connect {connect:?}: {reason}")]
     InvalidConnectString { connect: String, reason: String },
 
-    /// No session could be established within `zookeeper.connection.timeout.ms`.
-    #[error("could not connect to ZooKeeper at {connect:?} within {timeout:?}")]
-    ConnectTimeout { connect: String, timeout: Duration },
+    /// No session could be established within `zookeeper.connection.timeout.ms`, after
+    /// `attempts` tries; `last_error` is why the last one failed.
+    #[error(
+        "could not connect to ZooKeeper at {connect:?} within {timeout:?} \
+         ({attempts} attempts, the last failed with: {last_error})"
+    )]
+    ConnectTimeout {
+        connect: String,
+        timeout: Duration,
+        attempts: u32,
+        last_error: String,
+    },
 
     /// The TCP connection dropped while a request on `path` was in flight; the session may still
     /// be alive, so the outcome of a write is unknown. Retriable.

@@ -5,6 +5,7 @@
 use std::sync::{Arc, RwLock};
 
 use super::KafkaZkClient;
+use crate::util::sync::{read, write};
 
 /// Cheap-clone handle to the broker's current ZooKeeper client.
 #[derive(Clone)]
@@ -21,18 +22,12 @@ impl ZkHandle {
 
     /// The current client.
     pub fn get(&self) -> KafkaZkClient {
-        match self.inner.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        read(&self.inner).clone()
     }
 
     /// Installs the client of a new session.
     pub fn replace(&self, client: KafkaZkClient) {
-        match self.inner.write() {
-            Ok(mut g) => *g = client,
-            Err(p) => *p.into_inner() = client,
-        }
+        *write(&self.inner) = client;
     }
 }
 

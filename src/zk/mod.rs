@@ -9,6 +9,8 @@
 //! - `ops`: shared low-level reads/writes and the controller-epoch–checked multi.
 //! - [`data`] / [`paths`]: pure payload codecs and path builders.
 //! - `watch`: one-shot [`Watch`]es; `error`: [`ZkError`].
+//!
+//! The tests that need a real ZooKeeper live in `integration-tests/tests/zk/`.
 
 mod admin;
 mod brokers;
@@ -23,11 +25,6 @@ pub mod paths;
 mod states;
 mod topics;
 mod watch;
-
-#[cfg(test)]
-mod test_support;
-#[cfg(test)]
-mod tests;
 
 pub use client::KafkaZkClient;
 pub use data::{

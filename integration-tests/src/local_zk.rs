@@ -1,8 +1,11 @@
-//! Test helper: a real standalone ZooKeeper (Debian's 3.8 package) run as a child process.
+//! A real standalone ZooKeeper (Debian's package) run as a child process, for tests of gregor's
+//! ZooKeeper layer that need no Docker: start, wipe-and-restart on the same port (a
+//! deterministic way to expire every session), start on a chosen port later than a client
+//! began connecting.
 //!
-//! One server is shared by the tests running at the same time (each test works under its own
-//! chroot) and is stopped when the last of them drops it. The JVM runs under a small `sh`
-//! guard that kills it as soon as our end of its stdin closes, so the server also dies if the
+//! The tests running at the same time share one server ([`shared_server`]), each under its own
+//! chroot ([`unique_chroot`]); it stops when the last of them drops it. The JVM runs under a small
+//! `sh` guard that kills it as soon as our end of its stdin closes, so the server also dies if the
 //! test binary is killed without unwinding.
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -11,15 +14,23 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context, Result};
+use gregor::zk::KafkaZkClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use zookeeper_client as zk;
 
-use super::KafkaZkClient;
+use crate::util;
 
 /// Debian's `CLASSPATH` from `/etc/zookeeper/conf/environment`; `zookeeper.jar`'s manifest
 /// pulls in the dependency jars. Override with `ZK_TEST_CLASSPATH`.
 const DEFAULT_CLASSPATH: &str = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar";
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default timeouts for test sessions.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// Generous: the shared server may still be starting on a loaded machine.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Starts java (`$JAVA` if set) in the background, prints its pid, then waits for EOF on stdin
 /// and kills it.
@@ -30,13 +41,6 @@ while read -r _line; do :; done
 kill "$pid" 2>/dev/null
 wait "$pid"
 "#;
-
-fn free_port() -> u16 {
-    match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
-        Ok(addr) => addr.port(),
-        Err(e) => panic!("cannot find a free port: {e}"),
-    }
-}
 
 /// Sends a four-letter command; `None` until the server answers (a starting server may accept
 /// the connection long before it replies, hence the timeout).
@@ -64,8 +68,8 @@ struct Process {
 }
 
 impl Process {
-    fn spawn(classpath: &str, cfg_path: &Path, log_path: &Path) -> Self {
-        let spawned = Command::new("sh")
+    fn spawn(classpath: &str, cfg_path: &Path, log_path: &Path) -> Result<Self> {
+        let mut guard = Command::new("sh")
             .arg("-c")
             .arg(GUARD_SCRIPT)
             .arg("zk-guard")
@@ -75,22 +79,21 @@ impl Process {
             .arg(log_path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn();
-        let mut guard = match spawned {
-            Ok(child) => child,
-            Err(e) => panic!("cannot start ZooKeeper (is java installed?): {e}"),
-        };
+            .spawn()
+            .context("cannot start ZooKeeper (is java installed?)")?;
         let stdin = guard.stdin.take();
         let mut pid_line = String::new();
         if let Some(out) = guard.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut pid_line);
+            BufReader::new(out)
+                .read_line(&mut pid_line)
+                .context("reading the ZooKeeper pid from its guard")?;
         }
         let java_pid = pid_line.trim().parse().unwrap_or(0);
-        Self {
+        Ok(Self {
             guard,
             stdin,
             java_pid,
-        }
+        })
     }
 
     /// Closing stdin makes the guard kill java and wait for it; if the guard hangs, kill what
@@ -121,7 +124,7 @@ impl Process {
 }
 
 /// A running ZooKeeper server on 127.0.0.1.
-pub(crate) struct ZkServer {
+pub struct ZkServer {
     port: u16,
     classpath: String,
     process: Process,
@@ -129,14 +132,24 @@ pub(crate) struct ZkServer {
 }
 
 impl ZkServer {
-    /// Writes a `zoo.cfg` into a temp dir and starts the server; panics (test setup failure)
-    /// if it does not answer `ruok` in time.
-    pub(crate) async fn start() -> Self {
-        let dir = match tempfile::Builder::new().prefix("gregor-zk-").tempdir() {
-            Ok(d) => d,
-            Err(e) => panic!("cannot create a temp dir for ZooKeeper: {e}"),
-        };
-        let port = free_port();
+    /// Starts a server on a free port.
+    ///
+    /// # Errors
+    /// When the server cannot be started or does not answer `ruok` within 60 s (the error
+    /// carries its log).
+    pub async fn start() -> Result<Self> {
+        Self::start_on(util::free_port()?).await
+    }
+
+    /// Writes a `zoo.cfg` for `port` into a temp dir and starts the server there.
+    ///
+    /// # Errors
+    /// As [`ZkServer::start`].
+    pub async fn start_on(port: u16) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("gregor-zk-")
+            .tempdir()
+            .context("creating a temp dir for ZooKeeper")?;
         let data_dir = dir.path().join("data");
         let cfg_path = dir.path().join("zoo.cfg");
         // Short ticks allow 1 s sessions; maxClientCnxns=0 because parallel tests open many
@@ -147,61 +160,60 @@ impl ZkServer {
              minSessionTimeout=1000\nmaxSessionTimeout=60000\n",
             data_dir.display()
         );
-        if let Err(e) =
-            std::fs::create_dir_all(&data_dir).and_then(|()| std::fs::write(&cfg_path, cfg))
-        {
-            panic!("cannot write {}: {e}", cfg_path.display());
-        }
+        std::fs::create_dir_all(&data_dir)
+            .and_then(|()| std::fs::write(&cfg_path, cfg))
+            .with_context(|| format!("writing {}", cfg_path.display()))?;
         let classpath =
             std::env::var("ZK_TEST_CLASSPATH").unwrap_or_else(|_| DEFAULT_CLASSPATH.to_string());
-        let process = Process::spawn(&classpath, &cfg_path, &dir.path().join("zookeeper.log"));
+        let process = Process::spawn(&classpath, &cfg_path, &dir.path().join("zookeeper.log"))?;
         let server = Self {
             port,
             classpath,
             process,
             dir,
         };
-        server.wait_ready().await;
-        server
+        server.wait_ready().await?;
+        Ok(server)
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(&self) -> Result<()> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while four_letter(self.port, "ruok").await.as_deref() != Some("imok") {
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("zookeeper.log"))
-                    .unwrap_or_default();
-                panic!(
-                    "ZooKeeper did not start on port {} (classpath {}):\n{log}",
-                    self.port, self.classpath
+                let log = util::tail(&self.dir.path().join("zookeeper.log"), 40);
+                bail!(
+                    "ZooKeeper did not start on port {} within {STARTUP_TIMEOUT:?} (classpath {}):\n{log}",
+                    self.port,
+                    self.classpath
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(())
     }
 
     /// Stops the server, wipes its data and starts an empty one on the same port. Every
-    /// session is then unknown to the server, so reconnecting clients are told it expired:
-    /// a deterministic way to expire sessions.
-    pub(crate) async fn restart_empty(&mut self) {
+    /// session is then unknown to the server, so reconnecting clients are told it expired.
+    ///
+    /// # Errors
+    /// When the data cannot be wiped or the new server does not start.
+    pub async fn restart_empty(&mut self) -> Result<()> {
         self.process.stop();
         let data_dir = self.dir.path().join("data");
-        if let Err(e) =
-            std::fs::remove_dir_all(&data_dir).and_then(|()| std::fs::create_dir_all(&data_dir))
-        {
-            panic!("cannot wipe {}: {e}", data_dir.display());
-        }
+        std::fs::remove_dir_all(&data_dir)
+            .and_then(|()| std::fs::create_dir_all(&data_dir))
+            .with_context(|| format!("wiping {}", data_dir.display()))?;
         let dir = self.dir.path();
         self.process = Process::spawn(
             &self.classpath,
             &dir.join("zoo.cfg"),
             &dir.join("zookeeper.log"),
-        );
-        self.wait_ready().await;
+        )?;
+        self.wait_ready().await
     }
 
     /// `127.0.0.1:<port>`.
-    pub(crate) fn connect_string(&self) -> String {
+    pub fn connect_string(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 }
@@ -215,34 +227,52 @@ impl Drop for ZkServer {
 static SHARED: tokio::sync::Mutex<Weak<ZkServer>> = tokio::sync::Mutex::const_new(Weak::new());
 
 /// The server shared by concurrently running tests, started on first use.
-pub(crate) async fn shared_server() -> Arc<ZkServer> {
+///
+/// # Errors
+/// As [`ZkServer::start`].
+pub async fn shared_server() -> Result<Arc<ZkServer>> {
     let mut slot = SHARED.lock().await;
     if let Some(server) = slot.upgrade() {
-        return server;
+        return Ok(server);
     }
-    let server = Arc::new(ZkServer::start().await);
+    let server = Arc::new(ZkServer::start().await?);
     *slot = Arc::downgrade(&server);
-    server
+    Ok(server)
 }
 
 /// A chroot no other test uses.
-pub(crate) fn unique_chroot() -> String {
-    format!("/gregor-test/{}", uuid::Uuid::new_v4().simple())
+pub fn unique_chroot() -> String {
+    format!("/gregor-test/{}", util::unique_suffix())
 }
 
-/// Default timeouts for test sessions.
-pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
-pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A client on `chroot` of `server` with start-up paths created.
-pub(crate) async fn client(server: &ZkServer, chroot: &str) -> KafkaZkClient {
+/// gregor's client on `chroot` of `server`, with the start-up paths created.
+///
+/// # Errors
+/// When the session cannot be opened or the paths cannot be created.
+pub async fn client(server: &ZkServer, chroot: &str) -> Result<KafkaZkClient> {
     let connect = format!("{}{chroot}", server.connect_string());
-    let client = match KafkaZkClient::connect(&connect, SESSION_TIMEOUT, CONNECTION_TIMEOUT).await {
-        Ok(c) => c,
-        Err(e) => panic!("connect {connect}: {e}"),
-    };
-    if let Err(e) = client.create_top_level_paths().await {
-        panic!("create_top_level_paths: {e}");
-    }
+    let client = KafkaZkClient::connect(&connect, SESSION_TIMEOUT, CONNECTION_TIMEOUT)
+        .await
+        .with_context(|| format!("connecting to {connect}"))?;
     client
+        .create_top_level_paths()
+        .await
+        .context("creating the top-level paths")?;
+    Ok(client)
+}
+
+/// A plain ZooKeeper client on `chroot` of `server` (which must exist), to look at znodes
+/// independently of the code under test.
+///
+/// # Errors
+/// When no session is established within [`CONNECTION_TIMEOUT`].
+pub async fn raw_client(server: &ZkServer, chroot: &str) -> Result<zk::Client> {
+    let connect = format!("{}{chroot}", server.connect_string());
+    let connecting = zk::Client::connector()
+        .with_session_timeout(SESSION_TIMEOUT)
+        .connect(&connect);
+    tokio::time::timeout(CONNECTION_TIMEOUT, connecting)
+        .await
+        .map_err(|_| anyhow!("timed out connecting to {connect}"))?
+        .with_context(|| format!("connecting to {connect}"))
 }

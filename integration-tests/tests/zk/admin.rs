@@ -3,17 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use super::super::error::ZkError;
-use super::super::paths::{delete_topic_path, topic_config_path, topic_path};
-use super::super::test_support::{client, shared_server, unique_chroot};
-use super::super::watch::WatchEventKind;
-use super::{fired, state};
+use anyhow::Result;
+use gregor::zk::paths::{delete_topic_path, topic_config_path, topic_path};
+use gregor::zk::{WatchEventKind, ZkError};
+use integration_tests::local_zk::{client, raw_client, shared_server, unique_chroot};
+
+use super::{exists, fired, state};
 
 #[tokio::test]
-async fn deletion_flags_and_topic_znode_removal() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn deletion_flags_and_topic_znode_removal() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     let (epoch, version) = zk.register_controller_and_increment_epoch(1).await?;
     let parts: BTreeMap<i32, Vec<i32>> = [(0, vec![1]), (1, vec![1])].into();
     zk.create_topic("doomed", &parts, &BTreeMap::new()).await?;
@@ -44,7 +46,7 @@ async fn deletion_flags_and_topic_znode_removal() -> Result<(), ZkError> {
         matches!(&stale, Err(e) if e.is_controller_moved()),
         "{stale:?}"
     );
-    assert!(zk.exists(&topic_path("doomed")).await?);
+    assert!(exists(&raw, &topic_path("doomed")).await?);
 
     zk.delete_topic_znodes("doomed", version).await?;
     for path in [
@@ -52,7 +54,7 @@ async fn deletion_flags_and_topic_znode_removal() -> Result<(), ZkError> {
         topic_config_path("doomed"),
         delete_topic_path("doomed"),
     ] {
-        assert!(!zk.exists(&path).await?, "{path} still exists");
+        assert!(!exists(&raw, &path).await?, "{path} still exists");
     }
     zk.delete_topic_deletion_flag("ghost", version).await?;
     zk.delete_topic_deletion_flag("ghost", version).await?; // already gone: fine
@@ -63,11 +65,11 @@ async fn deletion_flags_and_topic_znode_removal() -> Result<(), ZkError> {
 }
 
 #[tokio::test]
-async fn isr_change_notifications_are_sequenced_read_and_deleted() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn isr_change_notifications_are_sequenced_read_and_deleted() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let leader = client(&server, &chroot).await;
-    let controller = client(&server, &chroot).await;
+    let leader = client(&server, &chroot).await?;
+    let controller = client(&server, &chroot).await?;
     let (_, version) = controller
         .register_controller_and_increment_epoch(1)
         .await?;
@@ -125,10 +127,10 @@ async fn isr_change_notifications_are_sequenced_read_and_deleted() -> Result<(),
 }
 
 #[tokio::test]
-async fn preferred_replica_election_request_lifecycle() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn preferred_replica_election_request_lifecycle() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
     let (_, version) = zk.register_controller_and_increment_epoch(1).await?;
 
     let (none, watch) = zk.get_preferred_replica_election_and_watch().await?;

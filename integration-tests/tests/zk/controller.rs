@@ -1,19 +1,20 @@
 //! Controller election (one winner, epoch +1 per election), the `/controller` watch, and
 //! epoch fencing of controller writes (KAFKA-6082).
 
-use super::super::data;
-use super::super::error::ZkError;
-use super::super::paths::{partition_state_path, CONTROLLER_EPOCH_PATH, CONTROLLER_PATH};
-use super::super::test_support::{client, shared_server, unique_chroot};
-use super::super::watch::WatchEventKind;
-use super::{fired, node, state};
+use anyhow::Result;
+use gregor::zk::paths::{partition_state_path, CONTROLLER_EPOCH_PATH, CONTROLLER_PATH};
+use gregor::zk::{data, WatchEventKind, ZkError};
+use integration_tests::local_zk::{client, raw_client, shared_server, unique_chroot};
+
+use super::{exists, fired, node, state};
 
 #[tokio::test]
-async fn racing_brokers_elect_exactly_one_controller() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn racing_brokers_elect_exactly_one_controller() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let a = client(&server, &chroot).await;
-    let b = client(&server, &chroot).await;
+    let a = client(&server, &chroot).await?;
+    let b = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     assert_eq!(a.get_controller_epoch().await?, None);
 
     let (ra, rb) = tokio::join!(
@@ -29,9 +30,9 @@ async fn racing_brokers_elect_exactly_one_controller() -> Result<(), ZkError> {
     assert_eq!(epoch, (1, 1));
     assert_eq!(loser.get_controller_id().await?, Some(winner));
     assert_eq!(loser.get_controller_epoch().await?, Some(epoch));
-    let (raw_epoch, _) = node(&loser, CONTROLLER_EPOCH_PATH).await?;
+    let (raw_epoch, _) = node(&raw, CONTROLLER_EPOCH_PATH).await?;
     assert_eq!(raw_epoch, b"1", "plain integer, not JSON");
-    let (raw_controller, stat) = node(&loser, CONTROLLER_PATH).await?;
+    let (raw_controller, stat) = node(&raw, CONTROLLER_PATH).await?;
     assert_eq!(data::decode_controller(&raw_controller), Ok(winner));
     assert_ne!(stat.ephemeral_owner, 0, "/controller must be EPHEMERAL");
 
@@ -46,12 +47,11 @@ async fn racing_brokers_elect_exactly_one_controller() -> Result<(), ZkError> {
 }
 
 #[tokio::test]
-async fn controller_loss_fires_the_watch_and_the_next_election_bumps_the_epoch(
-) -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn controller_loss_fires_the_watch_and_the_next_election_bumps_the_epoch() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let first = client(&server, &chroot).await;
-    let second = client(&server, &chroot).await;
+    let first = client(&server, &chroot).await?;
+    let second = client(&server, &chroot).await?;
 
     let (none, created_watch) = second.get_controller_and_watch().await?;
     assert_eq!(none, None);
@@ -80,7 +80,7 @@ async fn controller_loss_fires_the_watch_and_the_next_election_bumps_the_epoch(
     assert_eq!(second.get_controller_id().await?, Some(2));
     second.delete_controller(version2).await?;
     assert_eq!(second.get_controller_id().await?, None);
-    let third = client(&server, &chroot).await;
+    let third = client(&server, &chroot).await?;
     assert_eq!(
         third.register_controller_and_increment_epoch(3).await?,
         (epoch2 + 1, version2 + 1)
@@ -89,12 +89,12 @@ async fn controller_loss_fires_the_watch_and_the_next_election_bumps_the_epoch(
 }
 
 #[tokio::test]
-async fn writes_with_a_stale_epoch_zk_version_are_fenced_and_change_nothing() -> Result<(), ZkError>
-{
-    let server = shared_server().await;
+async fn writes_with_a_stale_epoch_zk_version_are_fenced_and_change_nothing() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let old = client(&server, &chroot).await;
-    let new = client(&server, &chroot).await;
+    let old = client(&server, &chroot).await?;
+    let new = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     let (epoch1, stale_version) = old.register_controller_and_increment_epoch(1).await?;
     let parts = [(0, vec![1, 2]), (1, vec![2, 1])].into();
     old.create_topic("t", &parts, &std::collections::BTreeMap::new())
@@ -110,12 +110,12 @@ async fn writes_with_a_stale_epoch_zk_version_are_fenced_and_change_nothing() ->
     drop(old);
     let old = loop {
         match new.register_controller_and_increment_epoch(2).await {
-            Ok(_) => break client(&server, &chroot).await,
+            Ok(_) => break client(&server, &chroot).await?,
             // The old session's /controller may linger until its close is processed.
             Err(e) if e.is_controller_moved() => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     };
 
@@ -133,7 +133,7 @@ async fn writes_with_a_stale_epoch_zk_version_are_fenced_and_change_nothing() ->
     let create = old.create_partition_state("t", 1, &s0, stale_version).await;
     assert!(moved(&create), "{create:?}");
     assert!(
-        !old.exists(&partition_state_path("t", 1)).await?,
+        !exists(&raw, &partition_state_path("t", 1)).await?,
         "nothing created"
     );
 
@@ -143,7 +143,7 @@ async fn writes_with_a_stale_epoch_zk_version_are_fenced_and_change_nothing() ->
         "{delete:?}"
     );
     assert!(
-        old.exists(&partition_state_path("t", 0)).await?,
+        exists(&raw, &partition_state_path("t", 0)).await?,
         "nothing deleted"
     );
     Ok(())

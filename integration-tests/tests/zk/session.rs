@@ -2,20 +2,22 @@
 
 use std::time::Duration;
 
-use super::super::error::ZkError;
-use super::super::paths::{CLUSTER_ID_PATH, TOP_LEVEL_PATHS};
-use super::super::test_support::{
-    client, shared_server, unique_chroot, ZkServer, CONNECTION_TIMEOUT, SESSION_TIMEOUT,
+use anyhow::Result;
+use gregor::zk::paths::{CLUSTER_ID_PATH, TOP_LEVEL_PATHS};
+use gregor::zk::{KafkaZkClient, SessionLoss, WatchEventKind, ZkError};
+use integration_tests::local_zk::{
+    client, raw_client, shared_server, unique_chroot, ZkServer, CONNECTION_TIMEOUT, SESSION_TIMEOUT,
 };
-use super::super::watch::{SessionLoss, WatchEventKind};
-use super::super::KafkaZkClient;
-use super::{fired, node, within};
+
+use super::{exists, fired, node, within};
 
 #[tokio::test]
-async fn chroot_is_created_and_top_level_paths_exist() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn chroot_is_created_and_top_level_paths_exist() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = format!("{}/nested/kafka", unique_chroot());
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
+    let raw_root = raw_client(&server, "").await?;
     // Idempotent on a second run.
     zk.create_top_level_paths().await?;
 
@@ -25,21 +27,21 @@ async fn chroot_is_created_and_top_level_paths_exist() -> Result<(), ZkError> {
         CONNECTION_TIMEOUT,
     )
     .await?;
-    assert!(root.exists(&chroot).await?, "chroot {chroot} missing");
+    assert!(exists(&raw_root, &chroot).await?, "chroot {chroot} missing");
     for path in TOP_LEVEL_PATHS {
         assert!(
-            root.exists(&format!("{chroot}{path}")).await?,
+            exists(&raw_root, &format!("{chroot}{path}")).await?,
             "{path} missing under the chroot"
         );
         assert!(
-            zk.exists(path).await?,
+            exists(&raw, path).await?,
             "{path} missing via the chrooted client"
         );
-        let (data, _) = node(&zk, path).await?;
+        let (data, _) = node(&raw, path).await?;
         assert!(data.is_empty(), "{path} must have no data");
     }
     assert!(
-        !root.exists("/brokers/ids").await?,
+        !exists(&raw_root, "/brokers/ids").await?,
         "paths must be under the chroot"
     );
     assert_ne!(zk.session_id(), root.session_id());
@@ -47,24 +49,20 @@ async fn chroot_is_created_and_top_level_paths_exist() -> Result<(), ZkError> {
 }
 
 #[tokio::test]
-async fn cluster_id_is_created_once_and_stable_across_clients() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn cluster_id_is_created_once_and_stable_across_clients() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let a = client(&server, &chroot).await;
-    let b = client(&server, &chroot).await;
+    let a = client(&server, &chroot).await?;
+    let b = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     let (id_a, id_b) = tokio::join!(a.get_or_create_cluster_id(), b.get_or_create_cluster_id());
     let (id_a, id_b) = (id_a?, id_b?);
     assert_eq!(id_a, id_b);
     assert_eq!(id_a.len(), 22);
     assert_eq!(b.get_or_create_cluster_id().await?, id_a);
 
-    let (stored, _) = node(&a, CLUSTER_ID_PATH).await?;
-    let json: serde_json::Value = serde_json::from_slice(&stored).map_err(|e| {
-        ZkError::malformed(
-            CLUSTER_ID_PATH,
-            super::super::CodecError::new(e.to_string()),
-        )
-    })?;
+    let (stored, _) = node(&raw, CLUSTER_ID_PATH).await?;
+    let json: serde_json::Value = serde_json::from_slice(&stored)?;
     assert_eq!(json["version"], "1", "version must be the string \"1\"");
     assert_eq!(json["id"], id_a.as_str());
     Ok(())
@@ -84,16 +82,17 @@ async fn connect_times_out_without_server() {
         Duration::from_millis(800),
     )
     .await;
+    // A refused connection is retried with back-off (100, 200, 400 ms, …) until the deadline.
     assert!(
-        matches!(result, Err(ZkError::ConnectTimeout { .. })),
+        matches!(result, Err(ZkError::ConnectTimeout { attempts, .. }) if attempts >= 3),
         "{result:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
-async fn invalid_chroot_is_rejected() {
-    let server = shared_server().await;
+async fn invalid_chroot_is_rejected() -> Result<()> {
+    let server = shared_server().await?;
     let result = KafkaZkClient::connect(
         &format!("{}/bad//chroot", server.connect_string()),
         SESSION_TIMEOUT,
@@ -104,17 +103,18 @@ async fn invalid_chroot_is_rejected() {
         matches!(result, Err(ZkError::InvalidConnectString { .. })),
         "{result:?}"
     );
+    Ok(())
 }
 
 #[tokio::test]
-async fn session_expiry_resolves_session_lost_and_fires_watches() -> Result<(), ZkError> {
+async fn session_expiry_resolves_session_lost_and_fires_watches() -> Result<()> {
     // A private server: expiring sessions means wiping it.
-    let mut server = ZkServer::start().await;
+    let mut server = ZkServer::start().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
     let (_, controller_watch) = zk.get_controller_and_watch().await?;
 
-    server.restart_empty().await;
+    server.restart_empty().await?;
 
     assert_eq!(
         within("session loss", zk.session_lost()).await,

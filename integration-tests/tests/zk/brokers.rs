@@ -1,23 +1,25 @@
 //! Broker registration: czxid as broker epoch, duplicate ids, ephemerality and the
 //! `/brokers/ids` child watch.
 
-use super::super::error::ZkError;
-use super::super::paths::broker_path;
-use super::super::test_support::{client, shared_server, unique_chroot};
-use super::super::watch::WatchEventKind;
+use anyhow::Result;
+use gregor::zk::paths::broker_path;
+use gregor::zk::{WatchEventKind, ZkError};
+use integration_tests::local_zk::{client, raw_client, shared_server, unique_chroot};
+
 use super::{broker, fired, node};
 
 #[tokio::test]
-async fn registration_returns_czxid_and_rejects_a_second_session() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn registration_returns_czxid_and_rejects_a_second_session() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let first = client(&server, &chroot).await;
-    let second = client(&server, &chroot).await;
+    let first = client(&server, &chroot).await?;
+    let second = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
 
     let info = broker(1, 9092);
     let epoch = first.register_broker(&info).await?;
     assert!(epoch > 0);
-    let (_, stat) = node(&first, &broker_path(1)).await?;
+    let (_, stat) = node(&raw, &broker_path(1)).await?;
     assert_eq!(stat.czxid, epoch);
     assert_eq!(
         stat.ephemeral_owner,
@@ -48,14 +50,14 @@ async fn registration_returns_czxid_and_rejects_a_second_session() -> Result<(),
 }
 
 #[tokio::test]
-async fn registration_vanishes_with_its_session_and_the_watch_fires() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn registration_vanishes_with_its_session_and_the_watch_fires() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let controller = client(&server, &chroot).await;
+    let controller = client(&server, &chroot).await?;
     let (ids, watch) = controller.get_broker_ids_and_watch().await?;
     assert!(ids.is_empty());
 
-    let other = client(&server, &chroot).await;
+    let other = client(&server, &chroot).await?;
     let first_epoch = other.register_broker(&broker(5, 9092)).await?;
     let event = fired(watch).await;
     assert_eq!(event.kind, WatchEventKind::ChildrenChanged);
@@ -75,7 +77,7 @@ async fn registration_vanishes_with_its_session_and_the_watch_fires() -> Result<
     assert!(ids.is_empty());
 
     // A restarted broker gets a new, larger epoch (a "bounce" for the controller).
-    let restarted = client(&server, &chroot).await;
+    let restarted = client(&server, &chroot).await?;
     assert!(restarted.register_broker(&broker(5, 9092)).await? > first_epoch);
     Ok(())
 }

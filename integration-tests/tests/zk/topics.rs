@@ -3,22 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use super::super::error::ZkError;
-use super::super::ops::PERSISTENT;
-use super::super::paths::{topic_config_path, topic_path};
-use super::super::test_support::{client, shared_server, unique_chroot};
-use super::super::watch::WatchEventKind;
-use super::{fired, node, state};
+use anyhow::Result;
+use gregor::zk::paths::{topic_config_path, topic_path};
+use gregor::zk::{WatchEventKind, ZkError};
+use integration_tests::local_zk::{client, raw_client, shared_server, unique_chroot};
+use zookeeper_client as zk;
+
+use super::{exists, fired, node, state};
 
 fn assignment(entries: &[(i32, &[i32])]) -> BTreeMap<i32, Vec<i32>> {
     entries.iter().map(|(p, r)| (*p, r.to_vec())).collect()
 }
 
 #[tokio::test]
-async fn create_topic_round_trips_assignment_and_config() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn create_topic_round_trips_assignment_and_config() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     let (topics, watch) = zk.get_all_topics_and_watch().await?;
     assert!(topics.is_empty());
 
@@ -43,17 +45,17 @@ async fn create_topic_round_trips_assignment_and_config() -> Result<(), ZkError>
     assert_eq!(stored.partitions, parts);
     assert!(stored.adding.is_empty() && stored.removing.is_empty());
     assert_eq!(stored.topic_id.as_ref().map(String::len), Some(22));
-    let (raw, _) = node(&zk, &topic_path("orders.v1")).await?;
-    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (json, _) = node(&raw, &topic_path("orders.v1")).await?;
+    let json = String::from_utf8_lossy(&json).into_owned();
     assert!(
-        raw.contains(r#""version":3"#) && raw.contains(r#""partitions":{"0":[1,2],"1":[2,1]}"#),
-        "{raw}"
+        json.contains(r#""version":3"#) && json.contains(r#""partitions":{"0":[1,2],"1":[2,1]}"#),
+        "{json}"
     );
 
     assert_eq!(zk.get_topic_config("orders.v1").await?, config);
     assert_eq!(zk.get_topic_config("unknown").await?, BTreeMap::new());
     assert_eq!(zk.get_all_topics().await?, vec!["orders.v1".to_string()]);
-    let (raw_config, _) = node(&zk, &topic_config_path("orders.v1")).await?;
+    let (raw_config, _) = node(&raw, &topic_config_path("orders.v1")).await?;
     assert!(String::from_utf8_lossy(&raw_config).contains(r#""version":1"#));
 
     // A second, config-less topic: its config znode holds an empty map.
@@ -86,20 +88,21 @@ async fn create_topic_round_trips_assignment_and_config() -> Result<(), ZkError>
         "{bad_assignment:?}"
     );
     assert!(
-        !zk.exists(&topic_config_path("gaps")).await?,
+        !exists(&raw, &topic_config_path("gaps")).await?,
         "nothing written for a rejected topic"
     );
     Ok(())
 }
 
 #[tokio::test]
-async fn topics_written_by_older_kafka_are_readable_and_watchable() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn topics_written_by_older_kafka_are_readable_and_watchable() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
+    let raw = raw_client(&server, &chroot).await?;
     let v1 = br#"{"version":1,"partitions":{"0":[1,2,3],"1":[2,3,1]}}"#;
-    zk.create_recursive(&topic_path("legacy"), v1, &PERSISTENT)
-        .await?;
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    raw.create(&topic_path("legacy"), v1, &persistent).await?;
 
     let (found, watch) = zk.get_topic_assignment_and_watch("legacy").await?;
     let found = match found {
@@ -114,10 +117,7 @@ async fn topics_written_by_older_kafka_are_readable_and_watchable() -> Result<()
 
     // A reassignment in progress (v2 JSON) fires the topic's data watch.
     let v2 = br#"{"version":2,"partitions":{"0":[1,2,3,4]},"adding_replicas":{"0":[4]},"removing_replicas":{"0":[1]}}"#;
-    zk.zk
-        .set_data(&topic_path("legacy"), v2, None)
-        .await
-        .map_err(|e| ZkError::from_zk("legacy", e))?;
+    raw.set_data(&topic_path("legacy"), v2, None).await?;
     assert_eq!(fired(watch).await.kind, WatchEventKind::DataChanged);
     let found = zk.get_topic_assignment("legacy").await?;
     assert_eq!(
@@ -125,10 +125,8 @@ async fn topics_written_by_older_kafka_are_readable_and_watchable() -> Result<()
         Some((assignment(&[(0, &[4])]), assignment(&[(0, &[1])])))
     );
 
-    zk.zk
-        .set_data(&topic_path("legacy"), b"garbage", None)
-        .await
-        .map_err(|e| ZkError::from_zk("legacy", e))?;
+    raw.set_data(&topic_path("legacy"), b"garbage", None)
+        .await?;
     let garbage = zk.get_topic_assignment("legacy").await;
     assert!(
         matches!(&garbage, Err(ZkError::MalformedData { path, .. }) if path == "/brokers/topics/legacy")
@@ -137,10 +135,10 @@ async fn topics_written_by_older_kafka_are_readable_and_watchable() -> Result<()
 }
 
 #[tokio::test]
-async fn partition_state_create_and_conditional_updates() -> Result<(), ZkError> {
-    let server = shared_server().await;
+async fn partition_state_create_and_conditional_updates() -> Result<()> {
+    let server = shared_server().await?;
     let chroot = unique_chroot();
-    let zk = client(&server, &chroot).await;
+    let zk = client(&server, &chroot).await?;
     let (epoch, epoch_version) = zk.register_controller_and_increment_epoch(1).await?;
     let no_topic = zk
         .create_partition_state("t", 0, &state(1, 0, &[1], epoch), epoch_version)

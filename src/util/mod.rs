@@ -1,0 +1,9 @@
+//! Small leaf helpers shared by every layer; they use no other gregor module.
+//!
+//! - [`clock`]: wall-clock milliseconds, the unit of Kafka timestamps.
+//! - [`sync`]: poison-ignoring lock guards.
+//! - [`fd_limit`]: the process's open-file limit (raised at start, named in errors).
+
+pub mod clock;
+pub mod fd_limit;
+pub mod sync;
