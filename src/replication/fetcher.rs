@@ -180,17 +180,18 @@ impl FetcherManager {
         locked(&self.inner.leader_addrs).insert(broker, addr);
     }
 
-    /// Starts following `tp` from `leader` in `epoch`, beginning with truncation from
-    /// `initial_offset` (the local HW), as Kafka's `addFetcherForPartitions` does.
-    pub fn add_partition(
+    /// Starts following many partitions of one leader at once: one wake-up of its fetcher, so
+    /// a LeaderAndIsr for thousands of partitions does not start a fetch round per partition.
+    pub fn add_partitions(
         &self,
         leader: i32,
-        tp: TopicPartition,
-        partition: Arc<Partition>,
-        epoch: i32,
-        initial_offset: i64,
+        partitions: Vec<(TopicPartition, Arc<Partition>, i32, i64)>,
     ) {
-        self.remove_partitions(std::slice::from_ref(&tp));
+        if partitions.is_empty() {
+            return;
+        }
+        let names: Vec<TopicPartition> = partitions.iter().map(|(tp, ..)| tp.clone()).collect();
+        self.remove_partitions(&names);
         let mut fetchers = locked(&self.inner.fetchers);
         let fetcher = fetchers.entry(leader).or_insert_with(|| {
             let shared = Arc::new(Shared {
@@ -206,16 +207,21 @@ impl FetcherManager {
             );
             Fetcher { shared, task }
         });
-        fetcher.shared.map().insert(
-            tp,
-            FetchState {
-                partition,
-                epoch,
-                offset: initial_offset,
-                truncating: true,
-                delayed_until: None,
-            },
-        );
+        {
+            let mut map = fetcher.shared.map();
+            for (tp, partition, epoch, offset) in partitions {
+                map.insert(
+                    tp,
+                    FetchState {
+                        partition,
+                        epoch,
+                        offset,
+                        truncating: true,
+                        delayed_until: None,
+                    },
+                );
+            }
+        }
         fetcher.shared.wake.notify_one();
     }
 

@@ -23,6 +23,9 @@ use crate::metadata::MetadataCache;
 use crate::protocol::batch;
 use crate::zk::ZkHandle;
 
+/// A partition to start following: name, partition, leader epoch, offset to fetch from.
+type FollowStart = (TopicPartition, Arc<Partition>, i32, i64);
+
 /// Request-level parameters of a Fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchParams {
@@ -296,11 +299,12 @@ impl ReplicaManager {
                 configs.insert(tp.topic.clone(), config);
             }
         }
+        let mut follows: BTreeMap<i32, Vec<FollowStart>> = BTreeMap::new();
         let apply_all = || {
             let mut out = Vec::with_capacity(states.len());
             for (tp, s) in states {
                 let config = configs.get(&tp.topic).cloned();
-                let r = self.apply_partition_state(&tp, &s, config);
+                let r = self.apply_partition_state(&tp, &s, config, &mut follows);
                 out.push((tp, r));
             }
             out
@@ -317,6 +321,10 @@ impl ReplicaManager {
                 }
             }
         }
+        // Fetchers start once per leader for the whole request (Kafka's makeFollowers).
+        for (leader, partitions) in follows {
+            self.inner.fetchers.add_partitions(leader, partitions);
+        }
         self.notify_change();
         out
     }
@@ -326,6 +334,7 @@ impl ReplicaManager {
         tp: &TopicPartition,
         s: &LeaderAndIsrState,
         config: Option<Result<LogConfig, ReplicaError>>,
+        follows: &mut BTreeMap<i32, Vec<FollowStart>>,
     ) -> Result<(), Option<ReplicaError>> {
         if !s.replicas.contains(&self.inner.broker_id) {
             return Err(Some(ReplicaError::UnknownTopicOrPartition));
@@ -377,13 +386,16 @@ impl ReplicaManager {
                 if s.leader >= 0 {
                     // Kafka's makeFollowers: restart fetching from the new leader, truncating
                     // first from the local high watermark.
-                    self.inner.fetchers.add_partition(
-                        s.leader,
+                    // Stop fetching from the old leader now; the new fetch starts below.
+                    self.inner
+                        .fetchers
+                        .remove_partitions(std::slice::from_ref(tp));
+                    follows.entry(s.leader).or_default().push((
                         tp.clone(),
                         partition.clone(),
                         s.leader_epoch,
                         partition.high_watermark(),
-                    );
+                    ));
                 } else {
                     self.inner
                         .fetchers

@@ -5,7 +5,8 @@
 //! Every call pipelines its requests on the one session (zookeeper-client sends a request when
 //! its future is created), in chunks of `PIPELINE_CHUNK`, so a batch of 10,000 partitions costs a
 //! handful of round trips rather than 10,000. Writes stay fenced on the `/controller_epoch`
-//! zkVersion, each partition in its own multi, so one partition's conflict never blocks another.
+//! zkVersion; up to `MULTI_GROUP` partitions share one multi, and a group that fails is
+//! retried partition by partition, so one partition's conflict never blocks another.
 
 use std::collections::BTreeSet;
 
@@ -84,51 +85,49 @@ impl KafkaZkClient {
         writes: &[(TopicPartition, LeaderIsrAndControllerEpoch, i32)],
         epoch_zk_version: i32,
     ) -> Result<Vec<WriteOutcome>, ZkError> {
+        let prepared: Vec<(String, Vec<u8>, i32)> = writes
+            .iter()
+            .map(|(tp, state, version)| {
+                (
+                    partition_state_path(&tp.topic, tp.partition),
+                    data::encode_partition_state(state),
+                    *version,
+                )
+            })
+            .collect();
+        let items: Vec<Vec<CheckedOp<'_>>> = prepared
+            .iter()
+            .map(|(path, payload, version)| {
+                vec![CheckedOp::SetData {
+                    path,
+                    data: payload,
+                    expected_version: *version,
+                }]
+            })
+            .collect();
+        let replies = self.epoch_checked_items(epoch_zk_version, &items).await;
         let mut out = Vec::with_capacity(writes.len());
-        for chunk in writes.chunks(PIPELINE_CHUNK) {
-            let prepared: Vec<(String, Vec<u8>, i32)> = chunk
-                .iter()
-                .map(|(tp, state, version)| {
-                    (
-                        partition_state_path(&tp.topic, tp.partition),
-                        data::encode_partition_state(state),
-                        *version,
-                    )
-                })
-                .collect();
-            let pending: Vec<_> = prepared
-                .iter()
-                .map(|(path, payload, version)| {
-                    let op = CheckedOp::SetData {
+        for ((path, _, version), reply) in prepared.iter().zip(replies) {
+            let outcome = match reply {
+                Ok(results) => match results.into_iter().next() {
+                    Some(MultiWriteResult::SetData { stat }) => Ok(stat.version),
+                    _ => Err(ZkError::Zk {
+                        path: path.clone(),
+                        source: ClientError::UnexpectedError(
+                            "multi answered setData with another result".into(),
+                        ),
+                    }),
+                },
+                Err(f) => match f.error {
+                    e if is_batch_fatal(&e) => return Err(e),
+                    ZkError::BadVersion { path, .. } => Err(ZkError::BadVersion {
                         path,
-                        data: payload,
-                        expected_version: *version,
-                    };
-                    self.epoch_checked_ops(epoch_zk_version, &[op])
-                })
-                .collect();
-            for ((path, _, version), reply) in prepared.iter().zip(pending) {
-                let outcome = match reply.await {
-                    Ok(results) => match results.into_iter().next() {
-                        Some(MultiWriteResult::SetData { stat }) => Ok(stat.version),
-                        _ => Err(ZkError::Zk {
-                            path: path.clone(),
-                            source: ClientError::UnexpectedError(
-                                "multi answered setData with another result".into(),
-                            ),
-                        }),
-                    },
-                    Err(f) => match f.error {
-                        e if is_batch_fatal(&e) => return Err(e),
-                        ZkError::BadVersion { path, .. } => Err(ZkError::BadVersion {
-                            path,
-                            expected: Some(*version),
-                        }),
-                        e => Err(e),
-                    },
-                };
-                out.push(outcome);
-            }
+                        expected: Some(*version),
+                    }),
+                    e => Err(e),
+                },
+            };
+            out.push(outcome);
         }
         Ok(out)
     }
@@ -163,54 +162,49 @@ impl KafkaZkClient {
                 Err(e) => return Err(e),
             }
         }
+        let prepared: Vec<(String, String, Vec<u8>)> = creates
+            .iter()
+            .map(|(tp, state)| {
+                (
+                    topic_partition_path(&tp.topic, tp.partition),
+                    partition_state_path(&tp.topic, tp.partition),
+                    data::encode_partition_state(state),
+                )
+            })
+            .collect();
+        let items: Vec<Vec<CheckedOp<'_>>> = prepared
+            .iter()
+            .map(|(dir, path, payload)| {
+                vec![
+                    CheckedOp::Create { path: dir, data: &[] },
+                    CheckedOp::Create {
+                        path,
+                        data: payload,
+                    },
+                ]
+            })
+            .collect();
+        let replies = self.epoch_checked_items(epoch_zk_version, &items).await;
         let mut out = Vec::with_capacity(creates.len());
-        for chunk in creates.chunks(PIPELINE_CHUNK) {
-            let prepared: Vec<(String, String, Vec<u8>)> = chunk
-                .iter()
-                .map(|(tp, state)| {
-                    (
-                        topic_partition_path(&tp.topic, tp.partition),
-                        partition_state_path(&tp.topic, tp.partition),
-                        data::encode_partition_state(state),
-                    )
-                })
-                .collect();
-            let pending: Vec<_> = prepared
-                .iter()
-                .map(|(dir, path, payload)| {
-                    let ops = [
-                        CheckedOp::Create {
-                            path: dir,
-                            data: &[],
-                        },
-                        CheckedOp::Create {
-                            path,
-                            data: payload,
-                        },
-                    ];
-                    self.epoch_checked_ops(epoch_zk_version, &ops)
-                })
-                .collect();
-            for ((_, path, payload), reply) in prepared.iter().zip(pending) {
-                let outcome = match reply.await {
-                    Ok(results) => Ok(created_version(results.get(1))),
-                    Err(f) if is_batch_fatal(&f.error) => return Err(f.error),
-                    // The directory existed (an earlier, interrupted attempt): state alone.
-                    Err(f) if f.op == Some(0) && matches!(f.error, ZkError::NodeExists { .. }) => {
-                        let op = CheckedOp::Create {
-                            path,
-                            data: payload,
-                        };
-                        match self.epoch_checked(epoch_zk_version, op).await {
-                            Ok(result) => Ok(created_version(Some(&result))),
-                            Err(e) if is_batch_fatal(&e) => return Err(e),
-                            Err(e) => Err(e),
-                        }
+        for ((_, path, payload), reply) in prepared.iter().zip(replies) {
+            let outcome = match reply {
+                Ok(results) => Ok(created_version(results.get(1))),
+                Err(f) if is_batch_fatal(&f.error) => return Err(f.error),
+                // The directory existed (an earlier, interrupted attempt): state alone.
+                Err(f) if f.op == Some(0) && matches!(f.error, ZkError::NodeExists { .. }) => {
+                    let op = CheckedOp::Create {
+                        path,
+                        data: payload,
+                    };
+                    match self.epoch_checked(epoch_zk_version, op).await {
+                        Ok(result) => Ok(created_version(Some(&result))),
+                        Err(e) if is_batch_fatal(&e) => return Err(e),
+                        Err(e) => Err(e),
                     }
-                    Err(f) => Err(f.error),
-                };
-                out.push(outcome);
-            }
+                }
+                Err(f) => Err(f.error),
+            };
+            out.push(outcome);
         }
         Ok(out)
     }
