@@ -172,31 +172,7 @@ pub async fn run(
     let cluster_id = zk.get_or_create_cluster_id().await?;
     tracing::info!(broker = broker_id, cluster_id = %cluster_id, "joined cluster");
 
-    let default_log_config = config.default_log_config();
-    let topic_overrides: BTreeMap<String, BTreeMap<String, String>> =
-        zk.get_all_topic_configs().await?;
-    let mut topic_configs = BTreeMap::new();
-    for (topic, overrides) in &topic_overrides {
-        let cfg = crate::config::topic_log_config(&default_log_config, overrides).map_err(|e| {
-            ServerError::TopicConfig {
-                topic: topic.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        topic_configs.insert(topic.clone(), cfg);
-    }
-    let logs = LogManager::startup(
-        &config.log_dirs,
-        broker_id,
-        &cluster_id,
-        default_log_config.clone(),
-        &|topic: &str| {
-            topic_configs
-                .get(topic)
-                .cloned()
-                .unwrap_or_else(|| default_log_config.clone())
-        },
-    )?;
+    let logs = start_logs(&config, &zk, &cluster_id).await?;
 
     let metadata = MetadataCache::new();
     let listeners = bind_listeners(&config).await?;
@@ -262,35 +238,106 @@ pub async fn run(
     tracing::info!(broker = broker_id, "broker started");
 
     shutdown_signal.await;
+    shut_down(Running {
+        config,
+        ctx,
+        zk: zk_handle,
+        shutdown_tx,
+        servers,
+        controller_task,
+        background,
+        replicas,
+        tasks: replication_tasks
+            .into_iter()
+            .chain(coordinator_tasks)
+            .collect(),
+        session_keeper,
+        logs,
+    })
+    .await;
+    tracing::info!(broker = broker_id, "shutdown complete");
+    Ok(())
+}
+
+/// Opens (and recovers) every partition of the log directories, each with its topic's config
+/// from ZooKeeper.
+async fn start_logs(
+    config: &KafkaConfig,
+    zk: &KafkaZkClient,
+    cluster_id: &str,
+) -> Result<LogManager, ServerError> {
+    let default_log_config = config.default_log_config();
+    let topic_overrides: BTreeMap<String, BTreeMap<String, String>> =
+        zk.get_all_topic_configs().await?;
+    let mut topic_configs = BTreeMap::new();
+    for (topic, overrides) in &topic_overrides {
+        let cfg = crate::config::topic_log_config(&default_log_config, overrides).map_err(|e| {
+            ServerError::TopicConfig {
+                topic: topic.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        topic_configs.insert(topic.clone(), cfg);
+    }
+    Ok(LogManager::startup(
+        &config.log_dirs,
+        config.broker_id,
+        cluster_id,
+        default_log_config.clone(),
+        &|topic: &str| {
+            topic_configs
+                .get(topic)
+                .cloned()
+                .unwrap_or_else(|| default_log_config.clone())
+        },
+    )?)
+}
+
+/// What a running broker holds, handed to [`shut_down`].
+struct Running {
+    config: Arc<KafkaConfig>,
+    ctx: ApiContext,
+    zk: ZkHandle,
+    shutdown_tx: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+    controller_task: tokio::task::JoinHandle<()>,
+    background: tokio::task::JoinHandle<()>,
+    replicas: ReplicaManager,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    session_keeper: tokio::task::JoinHandle<()>,
+    logs: LogManager,
+}
+
+/// Shutdown in reverse start-up order (see `docs/architecture.md`).
+async fn shut_down(r: Running) {
+    let broker_id = r.config.broker_id;
     tracing::info!(broker = broker_id, "shutting down");
     // Leadership moves away while this broker still serves (its own controller included, which
     // answers the request on its event loop); only then do listeners and the controller stop.
-    if config.controlled_shutdown_enable {
-        controller::controlled_shutdown(&config, &zk_handle, ctx.broker_epoch()).await;
+    if r.config.controlled_shutdown_enable {
+        controller::controlled_shutdown(&r.config, &r.zk, r.ctx.broker_epoch()).await;
     }
-    let _ = shutdown_tx.send(true);
-    for s in servers {
+    let _ = r.shutdown_tx.send(true);
+    for s in r.servers {
         if tokio::time::timeout(DRAIN_TIMEOUT, s).await.is_err() {
             tracing::warn!(broker = broker_id, "connections did not drain in time");
         }
     }
-    let _ = controller_task.await;
-    let _ = background.await;
-    replicas.shutdown();
-    for t in replication_tasks.into_iter().chain(coordinator_tasks) {
+    let _ = r.controller_task.await;
+    let _ = r.background.await;
+    r.replicas.shutdown();
+    for t in r.tasks {
         t.abort();
     }
-    session_keeper.abort();
-    if let Err(e) = logs.shutdown() {
+    r.session_keeper.abort();
+    if let Err(e) = r.logs.shutdown() {
         tracing::error!(broker = broker_id, error = %e, "log manager shutdown failed");
     }
     // Remove our ephemeral znodes now (as closing the session does in Kafka), so the controller
     // and the next election react at once rather than after the session timeout.
-    if let Err(e) = zk_handle.get().deregister(broker_id).await {
+    if let Err(e) = r.zk.get().deregister(broker_id).await {
         tracing::warn!(broker = broker_id, error = %e, "cannot remove ephemeral znodes");
     }
-    tracing::info!(broker = broker_id, "shutdown complete");
-    Ok(())
 }
 
 /// Watches the ZooKeeper session; on expiry resigns the controller, opens a new session,

@@ -176,7 +176,10 @@ impl KafkaZkClient {
             .iter()
             .map(|(dir, path, payload)| {
                 vec![
-                    CheckedOp::Create { path: dir, data: &[] },
+                    CheckedOp::Create {
+                        path: dir,
+                        data: &[],
+                    },
                     CheckedOp::Create {
                         path,
                         data: payload,
