@@ -63,6 +63,8 @@ pub struct WaitOutcome {
     zk_left: usize,
     /// Partitions not yet satisfied in each broker's last answer (`None`: it never answered).
     md_left: BTreeMap<i32, Option<usize>>,
+    /// Each broker's last answer: topic error code and partitions listed.
+    md_last: BTreeMap<i32, Value>,
     errors: Errors,
 }
 
@@ -100,6 +102,11 @@ impl WaitOutcome {
                 .collect();
             v["zk_partitions_left"] = json!(self.zk_left);
             v["metadata_partitions_left"] = Value::Object(left);
+            let last = self
+                .md_last
+                .iter()
+                .map(|(id, a)| (id.to_string(), a.clone()));
+            v["metadata_last_answer"] = Value::Object(last.collect());
             v["errors"] = self.errors.to_json();
         }
         v
@@ -124,6 +131,7 @@ pub async fn wait_partitions(probe: &mut Probe, spec: &WaitSpec<'_>) -> WaitOutc
         metadata: spec.ask.iter().map(|id| (*id, None)).collect(),
         zk_left: pending.len(),
         md_left: spec.ask.iter().map(|id| (*id, None)).collect(),
+        md_last: BTreeMap::new(),
         errors: Errors::default(),
     };
     loop {
@@ -151,6 +159,8 @@ pub async fn wait_partitions(probe: &mut Probe, spec: &WaitSpec<'_>) -> WaitOutc
                 Ok(view) => {
                     let left = md_unsatisfied(&view, spec.partitions, spec.pred);
                     out.md_left.insert(id, Some(left));
+                    let last = json!({"topic_error": view.topic_error, "partitions_listed": view.partitions.len()});
+                    out.md_last.insert(id, last);
                     if left == 0 {
                         out.metadata.insert(id, Some(secs(spec.start)));
                     }
