@@ -8,9 +8,10 @@
 #                                                      also deletes .cluster/ (all data)
 #   scripts/cluster.sh status                          processes, registrations, controller
 #
-# Environment: CLUSTER_ZK_PORT (2181), CLUSTER_BASE_PORT (9092; broker i listens on BASE_PORT+i),
-# CLUSTER_START_TIMEOUT (60 s, for ZooKeeper and for each broker), CLUSTER_STOP_TIMEOUT (30 s),
-# GREGOR_BIN, RUST_LOG (info).
+# Environment: CLUSTER_DIR (state directory, .cluster), CLUSTER_ZK_PORT (2181), CLUSTER_BASE_PORT
+# (9092; broker i listens on BASE_PORT+i), CLUSTER_START_TIMEOUT (60 s, for ZooKeeper and for each
+# broker), CLUSTER_STOP_TIMEOUT (30 s), GREGOR_BIN, RUST_LOG (info). Give each concurrent cluster
+# its own dir and ports.
 #
 # Every wait is bounded and, when it gives up, names the log file to read. A process counts as
 # started while it exists and is not a zombie: right after `&` the child may not have exec'd its
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STATE="$ROOT/.cluster"
+STATE="${CLUSTER_DIR:-$ROOT/.cluster}"
 ZK_DIR="$STATE/zookeeper"
 # Ports: CLUSTER_ZK_PORT / CLUSTER_BASE_PORT override the defaults; `up` records the ports in
 # .cluster/ports.env so that later commands use the same ones.

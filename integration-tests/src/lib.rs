@@ -13,6 +13,7 @@
 //! - [`zookeeper`]: the ZooKeeper container and client helpers
 //! - [`local_zk`]: ZooKeeper as a local process, for the tests of `gregor::zk` (no Docker)
 //! - [`util`]: ports, binary lookup, polling, log tails
+//! - [`controller_bench`]: `gregor-bench controller`, the controller benchmark (not a test)
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -29,6 +30,7 @@
 
 mod broker;
 pub mod cluster;
+pub mod controller_bench;
 pub mod local_zk;
 pub mod proxy;
 pub mod util;

@@ -4,11 +4,15 @@
 //!
 //! Usage: `gregor-bench --bootstrap HOST:PORT[,..] [--topic T] [--messages N] [--size BYTES]
 //! [--acks all|1|0] [--partitions P] [--replication-factor R]`
+//!
+//! `gregor-bench controller --partitions N ...` runs the controller benchmark instead
+//! (`integration_tests::controller_bench`; `scripts/bench-controller.sh` starts its cluster).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Parser;
+use integration_tests::controller_bench::ControllerArgs;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -16,13 +20,33 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Produce/consume throughput and produce latency against a running cluster.
+/// Produce/consume throughput and produce latency against a running cluster (default), or the
+/// controller benchmark (`controller`).
 #[derive(Debug, Parser)]
-#[command(name = "gregor-bench")]
+#[command(
+    name = "gregor-bench",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    produce: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Controller figures (creation, SIGTERM, kill -9, deletion, restart) as JSON.
+    Controller(ControllerArgs),
+}
+
+/// Produce/consume options.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Bootstrap servers, `host:port[,host:port...]`.
-    #[arg(long)]
-    bootstrap: String,
+    #[arg(long, required = true)]
+    bootstrap: Option<String>,
     /// Topic to create and use (default: `bench-<pid>`).
     #[arg(long)]
     topic: Option<String>,
@@ -49,13 +73,27 @@ fn percentile(sorted: &[u128], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut a = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Controller(args)) => {
+            let report = integration_tests::controller_bench::run(args).await?;
+            println!("{report}");
+            Ok(())
+        }
+        None => produce_consume(cli.produce).await,
+    }
+}
+
+async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
+    let Some(bootstrap) = a.bootstrap.take() else {
+        bail!("--bootstrap is required");
+    };
     let topic = a
         .topic
         .take()
         .unwrap_or_else(|| format!("bench-{}", std::process::id()));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
+        .set("bootstrap.servers", &bootstrap)
         .create()?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin
@@ -75,7 +113,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
+        .set("bootstrap.servers", &bootstrap)
         .set("acks", &a.acks)
         .set("enable.idempotence", "false")
         .set("linger.ms", "5")
@@ -114,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_unstable();
 
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
+        .set("bootstrap.servers", &bootstrap)
         .set("group.id", "gregor-bench")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
