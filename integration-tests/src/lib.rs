@@ -12,6 +12,7 @@
 //! - [`proxy`]: the cuttable TCP proxy
 //! - [`zookeeper`]: the ZooKeeper container and client helpers
 //! - [`util`]: ports, binary lookup, polling, log tails
+//! - [`latency`]: the end-to-end latency benchmark behind `gregor-bench --latency`
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -28,6 +29,7 @@
 
 mod broker;
 pub mod cluster;
+pub mod latency;
 pub mod proxy;
 pub mod util;
 pub mod zookeeper;
