@@ -91,7 +91,15 @@ fn summary(sorted_us: &[u64]) -> Value {
         let idx = ((sorted_us.len() as f64 - 1.0) * p).round() as usize;
         round(sorted_us[idx.min(sorted_us.len() - 1)] as f64 / 1000.0)
     };
-    json!({"p50": at(0.5), "p99": at(0.99), "max": at(1.0)})
+    json!({"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": at(1.0)})
+}
+
+/// The 1-minute load average (Linux), or null where it cannot be read.
+fn load_average() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(Value::Null, |v| json!(v))
 }
 
 async fn create_topic(opts: &LatencyOptions, topic: &str, rf: i32) -> anyhow::Result<()> {
@@ -193,6 +201,8 @@ async fn run_case(opts: &LatencyOptions, case: &LatencyCase) -> anyhow::Result<V
         std::process::id()
     );
     create_topic(opts, &topic, case.replication_factor).await?;
+    // Latency tails on a shared machine follow its load; the figure goes with the result.
+    let load_before = load_average();
     let rate = u64::from(opts.rate.max(1));
     let warmup = rate * opts.warmup_seconds;
     let total = warmup + rate * opts.seconds;
@@ -249,6 +259,7 @@ async fn run_case(opts: &LatencyOptions, case: &LatencyCase) -> anyhow::Result<V
         "acks": case.acks,
         "topic": topic,
         "messages": e2e_us.len(),
+        "load_average_1m": {"start": load_before, "end": load_average()},
         "e2e_ms": summary(&e2e_us),
         "produce_ack_ms": summary(&ack_us),
     }))

@@ -51,10 +51,12 @@ fn state(leader: i32, epoch: i32, isr: &[i32]) -> LeaderAndIsrState {
     }
 }
 
+/// One record's key and value, as `build_batch` takes them.
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// A batch of `n` records.
 fn records(n: usize) -> Bytes {
-    let kvs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        (0..n).map(|_| (None, Some(b"value".as_slice()))).collect();
+    let kvs: Vec<KeyValue<'_>> = (0..n).map(|_| (None, Some(b"value".as_slice()))).collect();
     build_batch(0, 1_000, &kvs).freeze()
 }
 
