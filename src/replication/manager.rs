@@ -63,8 +63,6 @@ struct ReadRound {
     results: Vec<FetchPartitionResult>,
     bytes: usize,
     any_error: bool,
-    /// A follower's fetch offset moved the high watermark of one of the partitions.
-    hw_moved: bool,
 }
 
 /// The high watermark a fetch result reports.
@@ -524,25 +522,22 @@ impl ReplicaManager {
         req: &FetchPartitionRequest,
         max_bytes: usize,
         min_one_batch: bool,
-    ) -> (Result<PartitionRead, FetchFailure>, bool) {
+    ) -> Result<PartitionRead, FetchFailure> {
         let fail = |error, p: Option<&Arc<Partition>>| FetchFailure {
             error,
             high_watermark: p.map(|p| p.high_watermark()).unwrap_or(-1),
             log_start_offset: p.map(|p| p.log().log_start_offset()).unwrap_or(-1),
         };
         let Some(p) = self.partition(&req.tp) else {
-            return (
-                Err(fail(self.missing_partition_error(&req.tp), None)),
-                false,
-            );
+            return Err(fail(self.missing_partition_error(&req.tp), None));
         };
         if req.current_leader_epoch >= 0 {
             let local = p.leader_epoch();
             if req.current_leader_epoch < local {
-                return (Err(fail(ReplicaError::FencedLeaderEpoch, Some(&p))), false);
+                return Err(fail(ReplicaError::FencedLeaderEpoch, Some(&p)));
             }
             if req.current_leader_epoch > local {
-                return (Err(fail(ReplicaError::UnknownLeaderEpoch, Some(&p))), false);
+                return Err(fail(ReplicaError::UnknownLeaderEpoch, Some(&p)));
             }
         }
         let (isolation, follower) = if params.replica_id >= 0 {
@@ -566,9 +561,9 @@ impl ReplicaManager {
                 if let Some(proposal) = proposal {
                     self.submit_isr(p.clone(), proposal);
                 }
-                (Ok(read), moved)
+                Ok(read)
             }
-            Err(e) => (Err(fail(e, Some(&p))), false),
+            Err(e) => Err(fail(e, Some(&p))),
         }
     }
 
@@ -579,14 +574,12 @@ impl ReplicaManager {
             results: Vec::with_capacity(partitions.len()),
             bytes: 0,
             any_error: false,
-            hw_moved: false,
         };
         for req in partitions {
             let limit = (req.partition_max_bytes.max(0) as usize).min(budget);
             // Kafka returns the first batch of the first non-empty partition whole, even above
             // the limits, so a consumer can always make progress.
-            let (r, moved) = self.read_one(params, req, limit, round.bytes == 0);
-            round.hw_moved |= moved;
+            let r = self.read_one(params, req, limit, round.bytes == 0);
             match &r {
                 Ok(read) => {
                     round.bytes += read.info.records.len();
@@ -632,11 +625,13 @@ impl ReplicaManager {
             .wait_until(deadline, || {
                 let round = self.read_all(&params, &partitions);
                 let hws: Vec<i64> = round.results.iter().map(result_hw).collect();
+                // Only a move after the first read is news: a fetch whose own offset moved the HW
+                // reports it already, and answering that one at once would cost every follower a
+                // second round trip per append.
                 let hw_news = follower
-                    && (round.hw_moved
-                        || first_hws.as_ref().is_some_and(|first| {
-                            hws.iter().zip(first).any(|(now, was)| now > was)
-                        }));
+                    && first_hws
+                        .as_ref()
+                        .is_some_and(|first| hws.iter().zip(first).any(|(now, was)| now > was));
                 first_hws.get_or_insert(hws);
                 (round.any_error || round.bytes >= min_bytes || hw_news).then_some(round.results)
             })
