@@ -4,10 +4,18 @@
 # nothing. Starts the cluster with scripts/cluster.sh if it is not running (release build).
 #
 #   scripts/bench.sh [--messages N] [--size BYTES] [--acks all|1|0] [--partitions P] [--replication-factor R]
+#   scripts/bench.sh --latency [--rate R] [--seconds S] [--partitions P]
+#
+# --latency measures end-to-end latency (produce → consumer sees it) at R records/s (default
+# 1,000) for RF 1 and RF 3 with acks=all in one run, on 3 brokers, printing p50/p99/max per case.
+# BENCH_BROKERS sets the broker count (default 1; 3 with --latency); CLUSTER_ZK_PORT and
+# CLUSTER_BASE_PORT (see cluster.sh) move the cluster off the default ports.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-brokers="${BENCH_BROKERS:-1}"
+default_brokers=1
+for arg in "$@"; do [[ "$arg" == --latency ]] && default_brokers=3; done
+brokers="${BENCH_BROKERS:-$default_brokers}"
 bootstrap="$(scripts/cluster.sh up --brokers "$brokers" | tail -n 1)"
 cargo build --release -q -p integration-tests --bin gregor-bench
 echo "bench: bootstrap $bootstrap" >&2

@@ -14,6 +14,7 @@
 //! - [`local_zk`]: ZooKeeper as a local process, for the tests of `gregor::zk` (no Docker)
 //! - [`util`]: ports, binary lookup, polling, log tails
 //! - [`controller_bench`]: `gregor-bench controller`, the controller benchmark (not a test)
+//! - [`latency`]: the end-to-end latency benchmark behind `gregor-bench --latency`
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -31,6 +32,7 @@
 mod broker;
 pub mod cluster;
 pub mod controller_bench;
+pub mod latency;
 pub mod local_zk;
 pub mod proxy;
 pub mod util;

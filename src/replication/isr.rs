@@ -126,7 +126,10 @@ impl ReplicaManager {
                 }
             }
             if partition.complete_isr_update(&proposal, outcome) {
-                self.notify_change();
+                self.wake(
+                    partition.topic_partition(),
+                    super::purgatory::Event::HighWatermark,
+                );
             }
         }
     }

@@ -1,10 +1,9 @@
 //! `ReplicaManager`: the partitions this broker hosts and the produce, fetch and role-change paths
 //! over them (Kafka's `server/ReplicaManager.scala`).
 //!
-//! Waiting (acks=all, long-poll fetch) uses one broker-wide change counter on a `watch` channel,
-//! bumped on every append and high-watermark move: a waiter subscribes before it checks, so no
-//! wake-up is lost. Every waiter re-checks its own partitions on a bump; per-partition watchers are
-//! a later optimisation.
+//! Waiting (acks=all produce, long-poll fetch) goes through the per-partition [`Purgatory`]: a
+//! parked request watches its own partitions, and each append, high-watermark move or role change
+//! wakes only the waiters of the partition it happened to.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -17,6 +16,7 @@ use tokio::time::Instant;
 use super::fetcher::{FetcherConfig, FetcherManager};
 use super::isr::{IsrRequest, PendingIsrChanges};
 use super::partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
+use super::purgatory::{Event, Interest, Purgatory};
 use super::ReplicaError;
 use crate::log::{AppendInfo, LogConfig, LogManager, TopicPartition};
 use crate::metadata::MetadataCache;
@@ -61,6 +61,21 @@ pub struct FetchFailure {
     pub log_start_offset: i64,
 }
 
+/// One round of reads over a fetch's partitions.
+struct ReadRound {
+    results: Vec<FetchPartitionResult>,
+    bytes: usize,
+    any_error: bool,
+}
+
+/// The high watermark a fetch result reports.
+fn result_hw(r: &FetchPartitionResult) -> i64 {
+    match &r.result {
+        Ok(read) => read.high_watermark,
+        Err(f) => f.high_watermark,
+    }
+}
+
 /// One partition's produce outcome.
 #[derive(Debug, Clone)]
 pub struct ProducePartitionResult {
@@ -86,7 +101,7 @@ pub(super) struct Inner {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The largest controller epoch seen in a control request; older ones are stale.
     controller_epoch: Mutex<i32>,
-    changes: watch::Sender<u64>,
+    purgatory: Arc<Purgatory>,
     fetchers: FetcherManager,
     pub(super) isr_tx: mpsc::UnboundedSender<IsrRequest>,
     isr_rx: Mutex<Option<mpsc::UnboundedReceiver<IsrRequest>>>,
@@ -133,7 +148,6 @@ impl ReplicaManager {
         metadata: MetadataCache,
         zk: ZkHandle,
     ) -> Self {
-        let (changes, _) = watch::channel(0u64);
         let (isr_tx, isr_rx) = mpsc::unbounded_channel();
         let fetchers = FetcherManager::new(config.fetcher.clone(), metadata.clone());
         let checkpointed_hws = logs.read_high_watermarks();
@@ -146,7 +160,7 @@ impl ReplicaManager {
                 zk,
                 partitions: RwLock::new(HashMap::new()),
                 controller_epoch: Mutex::new(-1),
-                changes,
+                purgatory: Arc::new(Purgatory::default()),
                 fetchers,
                 isr_tx,
                 isr_rx: Mutex::new(Some(isr_rx)),
@@ -244,8 +258,9 @@ impl ReplicaManager {
         self.partition(tp).map(|p| p.high_watermark())
     }
 
-    pub(super) fn notify_change(&self) {
-        self.inner.changes.send_modify(|v| *v = v.wrapping_add(1));
+    /// Wakes the parked requests of `tp` that `event` may complete.
+    pub(super) fn wake(&self, tp: &TopicPartition, event: Event) {
+        self.inner.purgatory.wake(tp, event);
     }
 
     /// Checks a control request's controller epoch and adopts it if newer (reference §2 fencing).
@@ -325,7 +340,10 @@ impl ReplicaManager {
         for (leader, partitions) in follows {
             self.inner.fetchers.add_partitions(leader, partitions);
         }
-        self.notify_change();
+        // Waiters re-check: a produce waiter on a former leader fails, a fetch is answered.
+        for (tp, _) in &out {
+            self.wake(tp, Event::StateChanged);
+        }
         out
     }
 
@@ -452,7 +470,9 @@ impl ReplicaManager {
                 "deleted replicas"
             );
         }
-        self.notify_change();
+        for tp in &stopped {
+            self.wake(tp, Event::StateChanged);
+        }
         out
     }
 
@@ -476,17 +496,17 @@ impl ReplicaManager {
     }
 
     /// The produce path: validate each partition's batch, append as leader, and for `acks == -1`
-    /// wait (up to `timeout`) until the high watermark passes each append.
+    /// wait (up to `timeout`) until the high watermark passes each append (Kafka's
+    /// `DelayedProduce`, watched on its partitions).
     pub async fn append_records(
         &self,
         acks: i16,
         timeout: Duration,
         entries: Vec<(TopicPartition, Option<Bytes>)>,
     ) -> Vec<ProducePartitionResult> {
-        let mut rx = self.inner.changes.subscribe();
         let mut results = Vec::with_capacity(entries.len());
-        let mut waiting: Vec<(usize, Arc<Partition>, i64)> = Vec::new();
-        let mut any_hw_moved = false;
+        // (index into results, offset the high watermark must reach)
+        let mut waiting: Vec<(usize, i64)> = Vec::new();
         for (tp, records) in entries {
             let partition = self.partition(&tp);
             let log_start = partition
@@ -501,7 +521,14 @@ impl ReplicaManager {
                 (Some(p), Some(bytes)) => match batch::validate_single_batch(&bytes) {
                     Err(e) => Err(ReplicaError::CorruptMessage(e.to_string())),
                     Ok(_) => p.append_as_leader(bytes, acks).map(|(info, hw_moved)| {
-                        any_hw_moved |= hw_moved;
+                        // Kafka's tryCompleteDelayedRequests after an append: followers can
+                        // fetch it now; consumers and acks=all waiters only if the HW moved.
+                        let event = if hw_moved {
+                            Event::HighWatermark
+                        } else {
+                            Event::Appended
+                        };
+                        self.wake(&tp, event);
                         info
                     }),
                 },
@@ -510,8 +537,8 @@ impl ReplicaManager {
                 tracing::debug!(topic = %tp.topic, partition = tp.partition, error = %e,
                     "produce failed");
             }
-            if let (Ok(info), Some(p), -1) = (&result, &partition, acks) {
-                waiting.push((results.len(), p.clone(), info.last_offset + 1));
+            if let (Ok(info), -1) = (&result, acks) {
+                waiting.push((results.len(), info.last_offset + 1));
             }
             results.push(ProducePartitionResult {
                 tp,
@@ -519,38 +546,46 @@ impl ReplicaManager {
                 log_start_offset: log_start,
             });
         }
-        if any_hw_moved || !results.is_empty() {
-            self.notify_change();
-        }
         if waiting.is_empty() {
             return results;
         }
-        // Delayed produce: re-check on every change until done or the timeout.
-        rx.borrow_and_update();
+        let watch = self.inner.purgatory.watch(
+            waiting.iter().map(|(i, _)| results[*i].tp.clone()),
+            Interest::Produce,
+        );
         let deadline = Instant::now() + timeout;
-        loop {
-            waiting.retain(|(i, p, required)| {
-                match p.check_enough_replicas_reach_offset(*required) {
-                    None => true,
-                    Some(Ok(())) => false,
-                    Some(Err(e)) => {
-                        results[*i].result = Err(e);
-                        false
+        let completed = watch
+            .wait_until(deadline, || {
+                waiting.retain(|(i, required)| {
+                    match self.delayed_produce_outcome(&results[*i].tp, *required) {
+                        None => true,
+                        Some(Ok(())) => false,
+                        Some(Err(e)) => {
+                            results[*i].result = Err(e);
+                            false
+                        }
                     }
-                }
-            });
-            if waiting.is_empty() {
-                return results;
+                });
+                waiting.is_empty().then_some(())
+            })
+            .await;
+        if completed.is_none() {
+            for (i, _) in waiting {
+                results[i].result = Err(ReplicaError::RequestTimedOut);
             }
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => {
-                    for (i, _, _) in waiting {
-                        results[i].result = Err(ReplicaError::RequestTimedOut);
-                    }
-                    return results;
-                }
-            }
+        }
+        results
+    }
+
+    /// A delayed produce's check on the partition as hosted now (it may have moved or gone).
+    fn delayed_produce_outcome(
+        &self,
+        tp: &TopicPartition,
+        required_offset: i64,
+    ) -> Option<Result<(), ReplicaError>> {
+        match self.partition(tp) {
+            Some(p) => p.check_enough_replicas_reach_offset(required_offset),
+            None => Some(Err(self.missing_partition_error(tp))),
         }
     }
 
@@ -560,7 +595,6 @@ impl ReplicaManager {
         req: &FetchPartitionRequest,
         max_bytes: usize,
         min_one_batch: bool,
-        hw_moved: &mut bool,
     ) -> Result<PartitionRead, FetchFailure> {
         let fail = |error, p: Option<&Arc<Partition>>| FetchFailure {
             error,
@@ -592,7 +626,11 @@ impl ReplicaManager {
             follower,
         ) {
             Ok((read, moved, proposal)) => {
-                *hw_moved |= moved;
+                if moved {
+                    // This follower's progress moved the HW: acks=all waiters, consumers and
+                    // the other followers' parked fetches of the partition complete now.
+                    self.wake(&req.tp, Event::HighWatermark);
+                }
                 if let Some(proposal) = proposal {
                     self.submit_isr(p.clone(), proposal);
                 }
@@ -602,69 +640,77 @@ impl ReplicaManager {
         }
     }
 
-    /// Reads every partition once, sharing the response budget; returns the results, the bytes
-    /// read and whether any partition failed.
-    fn read_all(
-        &self,
-        params: &FetchParams,
-        partitions: &[FetchPartitionRequest],
-    ) -> (Vec<FetchPartitionResult>, usize, bool) {
+    /// Reads every partition once, sharing the response budget.
+    fn read_all(&self, params: &FetchParams, partitions: &[FetchPartitionRequest]) -> ReadRound {
         let mut budget = params.max_bytes.max(0) as usize;
-        let mut total = 0usize;
-        let mut any_error = false;
-        let mut hw_moved = false;
-        let mut out = Vec::with_capacity(partitions.len());
+        let mut round = ReadRound {
+            results: Vec::with_capacity(partitions.len()),
+            bytes: 0,
+            any_error: false,
+        };
         for req in partitions {
             let limit = (req.partition_max_bytes.max(0) as usize).min(budget);
             // Kafka returns the first batch of the first non-empty partition whole, even above
             // the limits, so a consumer can always make progress.
-            let r = self.read_one(params, req, limit, total == 0, &mut hw_moved);
+            let r = self.read_one(params, req, limit, round.bytes == 0);
             match &r {
                 Ok(read) => {
-                    total += read.info.records.len();
+                    round.bytes += read.info.records.len();
                     budget = budget.saturating_sub(read.info.records.len());
                 }
-                Err(_) => any_error = true,
+                Err(_) => round.any_error = true,
             }
-            out.push(FetchPartitionResult {
+            round.results.push(FetchPartitionResult {
                 tp: req.tp.clone(),
                 result: r,
             });
         }
-        if hw_moved {
-            self.notify_change();
-        }
-        (out, total, any_error)
+        round
     }
 
     /// The fetch path: read every partition; answer at once if `max_wait_ms <= 0`, on an error, or
-    /// once `min_bytes` are available; otherwise wait for appends until `max_wait_ms`.
+    /// once `min_bytes` are available; otherwise park (Kafka's `DelayedFetch`) on the partitions
+    /// until `max_wait_ms`. A follower's fetch also completes when the high watermark of one of its
+    /// partitions moves, so followers learn it without waiting out `replica.fetch.wait.max.ms`.
     pub async fn fetch(
         &self,
         params: FetchParams,
         partitions: Vec<FetchPartitionRequest>,
     ) -> Vec<FetchPartitionResult> {
-        let mut rx = self.inner.changes.subscribe();
-        let deadline = Instant::now() + Duration::from_millis(params.max_wait_ms.max(0) as u64);
-        loop {
-            rx.borrow_and_update();
-            let (out, total, any_error) = self.read_all(&params, &partitions);
-            let done = params.max_wait_ms <= 0
-                || partitions.is_empty()
-                || any_error
-                || total >= params.min_bytes.max(0) as usize
-                || Instant::now() >= deadline;
-            if done {
-                return out;
-            }
-            if !matches!(
-                tokio::time::timeout_at(deadline, rx.changed()).await,
-                Ok(Ok(()))
-            ) {
-                // Deadline passed: one last read answers the request.
-                return self.read_all(&params, &partitions).0;
-            }
+        if params.max_wait_ms <= 0 || partitions.is_empty() {
+            return self.read_all(&params, &partitions).results;
         }
+        let follower = params.replica_id >= 0;
+        let interest = if follower {
+            Interest::FollowerFetch
+        } else {
+            Interest::ConsumerFetch
+        };
+        // Watch before the first read so that a change racing it still wakes this fetch.
+        let watch = self
+            .inner
+            .purgatory
+            .watch(partitions.iter().map(|p| p.tp.clone()), interest);
+        let deadline = Instant::now() + Duration::from_millis(params.max_wait_ms as u64);
+        let min_bytes = params.min_bytes.max(0) as usize;
+        let mut first_hws: Option<Vec<i64>> = None;
+        let completed = watch
+            .wait_until(deadline, || {
+                let round = self.read_all(&params, &partitions);
+                let hws: Vec<i64> = round.results.iter().map(result_hw).collect();
+                // Only a move after the first read is news: a fetch whose own offset moved the HW
+                // reports it already, and answering that one at once would cost every follower a
+                // second round trip per append.
+                let hw_news = follower
+                    && first_hws
+                        .as_ref()
+                        .is_some_and(|first| hws.iter().zip(first).any(|(now, was)| now > was));
+                first_hws.get_or_insert(hws);
+                (round.any_error || round.bytes >= min_bytes || hw_news).then_some(round.results)
+            })
+            .await;
+        // Expired: one last read answers the request.
+        completed.unwrap_or_else(|| self.read_all(&params, &partitions).results)
     }
 
     /// All partitions hosted here (for checkpoints and shutdown).

@@ -9,6 +9,7 @@ mod fetcher;
 mod isr;
 mod manager;
 mod partition;
+mod purgatory;
 pub mod rules;
 
 pub use fetcher::FetcherConfig;

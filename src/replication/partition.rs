@@ -599,3 +599,7 @@ impl Partition {
         Ok(self.log.end_offset_for_epoch(epoch))
     }
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -7,12 +7,16 @@
 //!
 //! `gregor-bench controller --partitions N ...` runs the controller benchmark instead
 //! (`integration_tests::controller_bench`; `scripts/bench-controller.sh` starts its cluster).
+//! `gregor-bench --latency --bootstrap .. [--rate R] [--seconds S] [--partitions P]` instead
+//! measures end-to-end latency (produce → consumer sees it) at a paced rate, for RF 1 and for
+//! RF 3, both with acks=all (see `integration_tests::latency`).
 
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::Parser;
 use integration_tests::controller_bench::ControllerArgs;
+use integration_tests::latency::{self, LatencyCase, LatencyOptions};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -61,6 +65,18 @@ struct Args {
     partitions: i32,
     #[arg(long, default_value_t = 1)]
     replication_factor: i32,
+    /// Measure end-to-end latency at `--rate` for RF 1 and RF 3 (acks=all) instead.
+    #[arg(long)]
+    latency: bool,
+    /// Latency mode: records per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Latency mode: measured seconds per case.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Latency mode: leading seconds of each case left out of the figures.
+    #[arg(long, default_value_t = 2)]
+    warmup_seconds: u64,
 }
 
 fn percentile(sorted: &[u128], p: f64) -> f64 {
@@ -92,6 +108,22 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         .topic
         .take()
         .unwrap_or_else(|| format!("bench-{}", std::process::id()));
+    if a.latency {
+        let opts = LatencyOptions {
+            bootstrap: a.bootstrap.clone(),
+            rate: a.rate,
+            seconds: a.seconds,
+            warmup_seconds: a.warmup_seconds,
+            partitions: a.partitions,
+            size: a.size,
+        };
+        let cases = [1, 3].map(|replication_factor| LatencyCase {
+            replication_factor,
+            acks: "all".to_string(),
+        });
+        println!("{}", latency::run(&opts, &cases).await?);
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()?;
