@@ -110,7 +110,7 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("bench-{}", std::process::id()));
     if a.latency {
         let opts = LatencyOptions {
-            bootstrap: a.bootstrap.clone(),
+            bootstrap: bootstrap.clone(),
             rate: a.rate,
             seconds: a.seconds,
             warmup_seconds: a.warmup_seconds,
