@@ -157,6 +157,11 @@ impl TopicDeletionManager<'_> {
 
     /// Every replica is deleted: replicas and partitions to NonExistent, znodes removed.
     async fn complete(&mut self, topic: &str) -> Result<(), ZkError> {
+        // ZooKeeper first: if this fails the topic is still fully tracked and the retry finds
+        // every replica DeletionSuccessful and comes straight back here.
+        self.zk
+            .delete_topic_znodes(topic, self.ctx.epoch_zk_version)
+            .await?;
         let replicas = self.ctx.replicas_of_topic(topic);
         self.replica_sm()
             .handle_state_changes(&replicas, ReplicaState::NonExistent)
@@ -169,9 +174,6 @@ impl TopicDeletionManager<'_> {
                     .insert(tp.clone(), PartitionState::Offline);
             }
         }
-        self.zk
-            .delete_topic_znodes(topic, self.ctx.epoch_zk_version)
-            .await?;
         self.ctx.remove_topic(topic);
         tracing::info!(topic, epoch = self.ctx.epoch, "topic deleted");
         Ok(())

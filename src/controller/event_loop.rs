@@ -192,6 +192,7 @@ impl Controller {
         let (current, w) = self.zk.get().get_controller_and_watch().await?;
         arm(w, &self.events, Event::ControllerChange);
         match current {
+            Some(id) if id == self.broker_id && !self.is_active() => self.elect().await,
             Some(id) if id == self.broker_id => Ok(()),
             Some(_) => {
                 if self.is_active() {
@@ -214,6 +215,15 @@ impl Controller {
         let (current, w) = zk.get_controller_and_watch().await?;
         arm(w, &self.events, Event::ControllerChange);
         if let Some(id) = current {
+            if id == self.broker_id && !self.is_active() && zk.delete_own_controller().await? {
+                // Held by this session without acting as controller (a failover that failed
+                // and could not give it up): released, and its watch brings a new election.
+                tracing::warn!(
+                    broker = self.broker_id,
+                    "released /controller held while inactive"
+                );
+                return Ok(());
+            }
             tracing::debug!(
                 broker = self.broker_id,
                 controller = id,
@@ -470,14 +480,21 @@ impl Controller {
         );
         let mut gone = dead.clone();
         gone.extend(&bounced);
+        let mut forgotten = Vec::new();
         for id in &gone {
-            self.ctx.live_brokers.remove(id);
+            if let Some(entry) = self.ctx.live_brokers.remove(id) {
+                forgotten.push((*id, entry));
+            }
             if let Some(ch) = self.channel.as_mut() {
                 ch.remove_broker(*id);
             }
         }
         if !gone.is_empty() {
-            self.on_broker_failure(&zk, &gone).await?;
+            if let Err(e) = self.on_broker_failure(&zk, &gone).await {
+                // Known again, so the retried event sees the same change and finishes it.
+                self.ctx.live_brokers.extend(forgotten);
+                return Err(e);
+            }
         }
         let mut started = new.clone();
         started.extend(&bounced);
@@ -490,7 +507,15 @@ impl Controller {
             }
         }
         if !started.is_empty() {
-            self.on_broker_startup(&zk, &started).await?;
+            if let Err(e) = self.on_broker_startup(&zk, &started).await {
+                for id in &started {
+                    self.ctx.live_brokers.remove(id);
+                    if let Some(ch) = self.channel.as_mut() {
+                        ch.remove_broker(*id);
+                    }
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -520,15 +545,25 @@ impl Controller {
                     .map(move |tp| (tp, *b))
             })
             .collect();
-        self.replica_sm(zk, &mut batch)
-            .handle_state_changes(&replicas, ReplicaState::Online)
+        let result = self.start_replicas(zk, &replicas, &mut batch).await;
+        // Whatever was decided (and written) before a failure must still reach the brokers.
+        self.send(batch);
+        result
+    }
+
+    async fn start_replicas(
+        &mut self,
+        zk: &KafkaZkClient,
+        replicas: &[(TopicPartition, i32)],
+        batch: &mut RequestBatch,
+    ) -> Result<(), ZkError> {
+        self.replica_sm(zk, batch)
+            .handle_state_changes(replicas, ReplicaState::Online)
             .await?;
-        self.partition_sm(zk, &mut batch)
+        self.partition_sm(zk, batch)
             .trigger_online_partition_state_change()
             .await?;
-        self.deletion(zk, &mut batch).resume(true).await?;
-        self.send(batch);
-        Ok(())
+        self.deletion(zk, batch).resume(true).await
     }
 
     /// Kafka's `onBrokerFailure` → `onReplicasBecomeOffline`.
@@ -557,25 +592,37 @@ impl Controller {
             })
             .partition(|(tp, _)| self.ctx.is_deleting(&tp.topic));
         let mut batch = RequestBatch::new();
-        self.partition_sm(zk, &mut batch)
-            .handle_state_changes(&led_by_dead, PartitionState::Offline, Strategy::Offline)
+        // Nobody may be re-elected: every broker still learns the dead one is gone.
+        batch.add_update_metadata(&self.ctx.live_ids(), &[]);
+        let result = self
+            .replicas_gone(zk, &led_by_dead, &replicas, &deleting, &mut batch)
+            .await;
+        // Whatever was decided (and written) before a failure must still reach the brokers.
+        self.send(batch);
+        result
+    }
+
+    async fn replicas_gone(
+        &mut self,
+        zk: &KafkaZkClient,
+        led_by_dead: &[TopicPartition],
+        replicas: &[(TopicPartition, i32)],
+        deleting: &[(TopicPartition, i32)],
+        batch: &mut RequestBatch,
+    ) -> Result<(), ZkError> {
+        self.partition_sm(zk, batch)
+            .handle_state_changes(led_by_dead, PartitionState::Offline, Strategy::Offline)
             .await?;
-        self.partition_sm(zk, &mut batch)
+        self.partition_sm(zk, batch)
             .trigger_online_partition_state_change()
             .await?;
-        self.replica_sm(zk, &mut batch)
-            .handle_state_changes(&replicas, ReplicaState::Offline)
+        self.replica_sm(zk, batch)
+            .handle_state_changes(replicas, ReplicaState::Offline)
             .await?;
         // Replicas of topics being deleted cannot be deleted now; they wait for the broker.
-        self.deletion(zk, &mut batch)
-            .fail_replica_deletion(&deleting)
-            .await?;
-        if led_by_dead.is_empty() {
-            // Nobody was re-elected: still tell every broker the dead one is gone.
-            batch.add_update_metadata(&self.ctx.live_ids(), &[]);
-        }
-        self.send(batch);
-        Ok(())
+        self.deletion(zk, batch)
+            .fail_replica_deletion(deleting)
+            .await
     }
 
     /// `/brokers/topics` changed: create new topics, forget removed ones.
@@ -663,24 +710,36 @@ impl Controller {
             .flat_map(|tp| self.ctx.replicas(tp).iter().map(|r| (tp.clone(), *r)))
             .collect();
         let mut batch = RequestBatch::new();
-        self.partition_sm(zk, &mut batch)
-            .handle_state_changes(&partitions, PartitionState::New, Strategy::Offline)
+        let result = self
+            .create_partitions(zk, &partitions, replicas, &mut batch)
+            .await;
+        self.send(batch);
+        result
+    }
+
+    async fn create_partitions(
+        &mut self,
+        zk: &KafkaZkClient,
+        partitions: &[TopicPartition],
+        replicas: Vec<(TopicPartition, i32)>,
+        batch: &mut RequestBatch,
+    ) -> Result<(), ZkError> {
+        self.partition_sm(zk, batch)
+            .handle_state_changes(partitions, PartitionState::New, Strategy::Offline)
             .await?;
-        self.replica_sm(zk, &mut batch)
+        self.replica_sm(zk, batch)
             .handle_state_changes(&replicas, ReplicaState::New)
             .await?;
-        self.partition_sm(zk, &mut batch)
-            .handle_state_changes(&partitions, PartitionState::Online, Strategy::Offline)
+        self.partition_sm(zk, batch)
+            .handle_state_changes(partitions, PartitionState::Online, Strategy::Offline)
             .await?;
         let live: Vec<_> = replicas
             .into_iter()
             .filter(|(_, r)| self.ctx.is_live(*r))
             .collect();
-        self.replica_sm(zk, &mut batch)
+        self.replica_sm(zk, batch)
             .handle_state_changes(&live, ReplicaState::Online)
-            .await?;
-        self.send(batch);
-        Ok(())
+            .await
     }
 
     /// Leaders wrote ISR changes: refresh them (pipelined) and tell every broker.

@@ -139,9 +139,23 @@ impl ReplicaStateMachine<'_> {
                 match without_replica(&state, broker, self.ctx.epoch) {
                     Some(new_state) => writes.push((tp, new_state, zk_version)),
                     None => {
+                        // Already without the replica. If the znode moved on from what we
+                        // knew (our own write whose answer was lost, say), the replicas must
+                        // still hear of it.
+                        let known = self.ctx.leadership.get(&tp).map(|l| l.zk_version);
                         self.ctx
                             .leadership
-                            .insert(tp, Leadership { state, zk_version });
+                            .insert(tp.clone(), Leadership { state, zk_version });
+                        if known != Some(zk_version) {
+                            let others: Vec<i32> = self
+                                .ctx
+                                .replicas(&tp)
+                                .iter()
+                                .copied()
+                                .filter(|r| *r != broker)
+                                .collect();
+                            self.batch.add_leader_and_isr(self.ctx, &others, &tp, false);
+                        }
                     }
                 }
             }

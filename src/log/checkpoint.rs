@@ -32,6 +32,12 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+fn batch_tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".batch.tmp");
+    path.with_file_name(name)
+}
+
 /// What a [`batched_sync`] scope still owes: `.tmp` files to rename (final path → tmp) and
 /// directories whose entries must become durable.
 #[derive(Default)]
@@ -89,13 +95,17 @@ fn complete(pending: PendingSync) -> Result<(), LogError> {
     );
     let filesystems = one_dir_per_filesystem(&dirs);
     sync_filesystems(&filesystems)?;
+    // Every rename is attempted, so one failure does not leave the others' files stale.
+    let mut first_error = None;
     for (path, tmp) in &pending.renames {
-        fs::rename(tmp, path).at(path)?;
+        if let Err(e) = fs::rename(tmp, path).at(path) {
+            first_error.get_or_insert(e);
+        }
     }
     if !pending.renames.is_empty() {
         sync_filesystems(&filesystems)?;
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// One directory of each distinct filesystem (device) among `dirs`.
@@ -139,7 +149,14 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), LogError> {
 /// Replaces `path` with `contents` atomically and durably (the rename and both syncs at the
 /// end of the thread's [`batched_sync`] scope, if one is open).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), LogError> {
-    let tmp = tmp_path(path);
+    // A batched write keeps its own temporary name, so an immediate write of the same file
+    // meanwhile (another thread's) cannot rename the batch's contents away.
+    let batched = PENDING.with(|p| p.borrow().is_some());
+    let tmp = if batched {
+        batch_tmp_path(path)
+    } else {
+        tmp_path(path)
+    };
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
@@ -339,7 +356,7 @@ mod tests {
         synced.unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"new-a");
         assert_eq!(fs::read(&b).unwrap(), b"newer-b");
-        assert!(!tmp_path(&a).exists() && !tmp_path(&b).exists());
+        assert!(!batch_tmp_path(&a).exists() && !batch_tmp_path(&b).exists());
         // Outside a scope writes are immediate again.
         write_atomic(&a, b"direct").unwrap();
         assert_eq!(fs::read(&a).unwrap(), b"direct");

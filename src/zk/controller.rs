@@ -8,7 +8,7 @@ use zookeeper_client::{Error as ClientError, MultiWriteError, MultiWriteResult};
 use super::client::KafkaZkClient;
 use super::data;
 use super::error::ZkError;
-use super::ops::{CheckedOp, EPHEMERAL, PERSISTENT};
+use super::ops::{retrying, CheckedOp, EPHEMERAL, PERSISTENT};
 use super::paths::{CONTROLLER_EPOCH_PATH, CONTROLLER_PATH};
 use super::watch::Watch;
 use crate::util::clock::now_ms;
@@ -178,17 +178,40 @@ impl KafkaZkClient {
     /// # Errors
     /// `ControllerMoved` if the epoch changed; ZooKeeper failures.
     pub async fn delete_controller(&self, epoch_zk_version: i32) -> Result<(), ZkError> {
-        match self
-            .epoch_checked(
-                epoch_zk_version,
-                CheckedOp::Delete {
-                    path: CONTROLLER_PATH,
-                },
-            )
-            .await
-        {
-            Ok(_) | Err(ZkError::NoNode { .. }) => Ok(()),
-            Err(e) => Err(e),
+        let delete = || async {
+            match self
+                .epoch_checked(
+                    epoch_zk_version,
+                    CheckedOp::Delete {
+                        path: CONTROLLER_PATH,
+                    },
+                )
+                .await
+            {
+                Ok(_) | Err(ZkError::NoNode { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        retrying(CONTROLLER_PATH, delete).await
+    }
+
+    /// Deletes `/controller` if this very session created it (a broker that holds it while
+    /// not acting as controller, after a failover that failed half-way, must give it up or no
+    /// election runs again). Returns whether it was deleted.
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn delete_own_controller(&self) -> Result<bool, ZkError> {
+        let Some((_, stat)) = self.get_data_opt(CONTROLLER_PATH).await? else {
+            return Ok(false);
+        };
+        if stat.ephemeral_owner != self.session_id() {
+            return Ok(false);
+        }
+        match self.zk.delete(CONTROLLER_PATH, Some(stat.version)).await {
+            Ok(()) => Ok(true),
+            Err(zookeeper_client::Error::NoNode | zookeeper_client::Error::BadVersion) => Ok(false),
+            Err(e) => Err(ZkError::from_zk(CONTROLLER_PATH, e)),
         }
     }
 }
