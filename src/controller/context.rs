@@ -164,6 +164,27 @@ impl ControllerContext {
             .unwrap_or(ReplicaState::NonExistent)
     }
 
+    /// Fencing by the state itself: a state znode written by a newer controller means this one
+    /// has been replaced, whatever `/controller_epoch` said when it was read.
+    ///
+    /// # Errors
+    /// `ControllerMoved` naming the partition and both epochs.
+    pub fn check_state_epoch(
+        &self,
+        tp: &TopicPartition,
+        state: &crate::zk::LeaderIsrAndControllerEpoch,
+    ) -> Result<(), crate::zk::ZkError> {
+        if state.controller_epoch > self.epoch {
+            return Err(crate::zk::ZkError::ControllerMoved {
+                detail: format!(
+                    "state of {tp} was written by controller epoch {} (ours is {})",
+                    state.controller_epoch, self.epoch
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `broker` may be chosen as a leader: live and not shutting down.
     pub fn can_lead(&self, broker: i32) -> bool {
         self.is_live(broker) && !self.shutting_down.contains(&broker)

@@ -219,14 +219,7 @@ impl PartitionStateMachine<'_> {
                     failed.insert(tp, ElectionFailure::NoState);
                     continue;
                 };
-                if state.controller_epoch > self.ctx.epoch {
-                    return Err(ZkError::ControllerMoved {
-                        detail: format!(
-                            "state of {tp} was written by controller epoch {} (ours is {})",
-                            state.controller_epoch, self.ctx.epoch
-                        ),
-                    });
-                }
+                self.ctx.check_state_epoch(&tp, &state)?;
                 let leadership = Leadership { state, zk_version };
                 self.ctx.leadership.insert(tp.clone(), leadership.clone());
                 current.push((tp, leadership));

@@ -104,6 +104,18 @@ impl ReplicaStateMachine<'_> {
         Ok(())
     }
 
+    /// LeaderAndIsr with `tp`'s current state to its replicas other than `broker`.
+    fn tell_other_replicas(&mut self, tp: &TopicPartition, broker: i32) {
+        let others: Vec<i32> = self
+            .ctx
+            .replicas(tp)
+            .iter()
+            .copied()
+            .filter(|r| *r != broker)
+            .collect();
+        self.batch.add_leader_and_isr(self.ctx, &others, tp, false);
+    }
+
     /// Kafka's `removeReplicasFromIsr` for one broker over a batch of partitions.
     async fn remove_from_isr(
         &mut self,
@@ -128,14 +140,7 @@ impl ReplicaStateMachine<'_> {
                 let Some((state, zk_version)) = state else {
                     continue;
                 };
-                if state.controller_epoch > self.ctx.epoch {
-                    return Err(ZkError::ControllerMoved {
-                        detail: format!(
-                            "state of {tp} was written by controller epoch {} (ours is {})",
-                            state.controller_epoch, self.ctx.epoch
-                        ),
-                    });
-                }
+                self.ctx.check_state_epoch(&tp, &state)?;
                 match without_replica(&state, broker, self.ctx.epoch) {
                     Some(new_state) => writes.push((tp, new_state, zk_version)),
                     None => {
@@ -147,14 +152,7 @@ impl ReplicaStateMachine<'_> {
                             .leadership
                             .insert(tp.clone(), Leadership { state, zk_version });
                         if known != Some(zk_version) {
-                            let others: Vec<i32> = self
-                                .ctx
-                                .replicas(&tp)
-                                .iter()
-                                .copied()
-                                .filter(|r| *r != broker)
-                                .collect();
-                            self.batch.add_leader_and_isr(self.ctx, &others, &tp, false);
+                            self.tell_other_replicas(&tp, broker);
                         }
                     }
                 }
@@ -170,14 +168,7 @@ impl ReplicaStateMachine<'_> {
                         self.ctx
                             .leadership
                             .insert(tp.clone(), Leadership { state, zk_version });
-                        let others: Vec<i32> = self
-                            .ctx
-                            .replicas(&tp)
-                            .iter()
-                            .copied()
-                            .filter(|r| *r != broker)
-                            .collect();
-                        self.batch.add_leader_and_isr(self.ctx, &others, &tp, false);
+                        self.tell_other_replicas(&tp, broker);
                         removed += 1;
                     }
                     Err(e) if e.is_retriable() || matches!(e, ZkError::BadVersion { .. }) => {
