@@ -5,9 +5,11 @@
 # topic, prints its JSON on stdout (progress on stderr), and stops the cluster it started.
 # A benchmark: it asserts nothing about speed; waits past --timeout are reported as timed_out.
 #
-#   scripts/bench-controller.sh N [--timeout SECONDS] [--keep]
+#   scripts/bench-controller.sh N [--timeout SECONDS] [--phases LIST] [--keep]
 #       N          partitions of the topic (e.g. 1000, 10000)
 #       --timeout  deadline of every single wait (default 300)
+#       --phases   comma-separated phases after creation (default: all, i.e.
+#                  sigterm,kill-non-controller,kill-controller,delete)
 #       --keep     leave the cluster running afterwards (stop it with
 #                  CLUSTER_DIR=<dir> scripts/cluster.sh down)
 #
@@ -22,10 +24,11 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 
 [[ $# -ge 1 && "$1" =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
 partitions="$1"; shift
-timeout=300 keep=0
+timeout=300 keep=0 phases=sigterm,kill-non-controller,kill-controller,delete
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --timeout) timeout="${2:?--timeout needs seconds}"; shift 2 ;;
+        --phases) phases="${2:?--phases needs a list}"; shift 2 ;;
         --keep) keep=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
@@ -55,6 +58,6 @@ fi
 scripts/cluster.sh up --brokers 3 --no-build >&2
 echo "bench-controller: cluster in $CLUSTER_DIR, zookeeper 127.0.0.1:$CLUSTER_ZK_PORT, brokers from port $CLUSTER_BASE_PORT" >&2
 
-"$bench_bin" controller --partitions "$partitions" --timeout "$timeout" \
+"$bench_bin" controller --partitions "$partitions" --timeout "$timeout" --phases "$phases" \
     --zookeeper "127.0.0.1:$CLUSTER_ZK_PORT" --brokers 3 --base-port "$CLUSTER_BASE_PORT" \
     --cluster-dir "$CLUSTER_DIR" --cluster-script "$ROOT/scripts/cluster.sh"

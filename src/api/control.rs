@@ -68,6 +68,7 @@ pub(super) async fn leader_and_isr(
     ctx: &ApiContext,
     req: &Req,
 ) -> Result<Option<Response>, ApiError> {
+    let started = std::time::Instant::now();
     let request: LeaderAndIsrRequest = req.decode()?;
     let mut resp = LeaderAndIsrResponse::default();
     let states: Vec<LeaderAndIsrPartitionState> = if req.version >= 2 {
@@ -132,10 +133,19 @@ pub(super) async fn leader_and_isr(
         .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
         .map(|(tp, s)| (tp.clone(), s.leader, s.leader_epoch))
         .collect();
+    let count = parsed.len();
     let outcomes = ctx
         .replicas
         .become_leader_or_follower(parsed, &live_leaders)
         .await;
+    tracing::info!(
+        broker = ctx.broker_id(),
+        controller = request.controller_id.0,
+        controller_epoch = request.controller_epoch,
+        partitions = count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "applied LeaderAndIsr"
+    );
     // Kafka's onLeadershipChange: the group coordinator follows the offsets partitions.
     for (tp, leader, epoch) in elections {
         if !outcomes.iter().any(|(t, r)| *t == tp && r.is_ok()) {
@@ -179,6 +189,7 @@ fn partition_error(topic: &TopicName, partition: i32, code: i16) -> LeaderAndIsr
 }
 
 pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
+    let started = std::time::Instant::now();
     let request: UpdateMetadataRequest = req.decode()?;
     let mut resp = UpdateMetadataResponse::default();
     if let Some(code) = fencing_error(
@@ -233,7 +244,7 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
     } else {
         request.ungrouped_partition_states
     };
-    let partitions = states
+    let partitions: Vec<_> = states
         .into_iter()
         .map(|s| {
             (
@@ -251,9 +262,18 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
             )
         })
         .collect();
+    let count = partitions.len();
     let deleted = ctx
         .metadata
         .update(request.controller_id.0, brokers, partitions);
+    tracing::info!(
+        broker = ctx.broker_id(),
+        controller = request.controller_id.0,
+        controller_epoch = request.controller_epoch,
+        partitions = count,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "applied UpdateMetadata"
+    );
     for tp in deleted {
         tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition removed from metadata");
     }

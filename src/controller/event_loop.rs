@@ -315,34 +315,27 @@ impl Controller {
         batch.add_update_metadata(&self.ctx.live_ids(), &[]);
         self.send(batch);
 
-        let mut batch = RequestBatch::new();
-        // Replica state machine start-up: replicas on live brokers Online (each gets
-        // LeaderAndIsr with the current leadership), the rest Offline via Ineligible, which
-        // takes them out of the ISRs.
+        // Replica state machine start-up: replicas on live brokers Online, the rest Offline
+        // via Ineligible. Their transitions run after the elections below.
         let mut online = Vec::new();
         let mut offline = Vec::new();
         for tp in self.ctx.all_partitions() {
             for r in self.ctx.replicas(&tp).to_vec() {
-                if self.ctx.is_live(r) {
-                    self.ctx
-                        .replica_states
-                        .insert((tp.clone(), r), ReplicaState::Online);
+                let state = if self.ctx.is_live(r) {
                     online.push((tp.clone(), r));
+                    ReplicaState::Online
                 } else {
-                    self.ctx
-                        .replica_states
-                        .insert((tp.clone(), r), ReplicaState::DeletionIneligible);
                     offline.push((tp.clone(), r));
-                }
+                    ReplicaState::DeletionIneligible
+                };
+                self.ctx.replica_states.insert((tp.clone(), r), state);
             }
         }
-        self.replica_sm(&zk, &mut batch)
-            .handle_state_changes(&online, ReplicaState::Online)
-            .await?;
-        self.replica_sm(&zk, &mut batch)
-            .handle_state_changes(&offline, ReplicaState::Offline)
-            .await?;
-        // Partition state machine start-up, then elect for New/Offline partitions.
+        // Partition state machine start-up, then elect for New/Offline partitions first: a
+        // partition whose leader died with the old controller gets a leader (and an ISR
+        // without the dead replicas) in one write, and its brokers hear of it before the
+        // slower steps below. Kafka runs the replica state machine first; the znodes end the
+        // same either way.
         for tp in self.ctx.all_partitions() {
             let state = match self.ctx.leadership.get(&tp) {
                 None => PartitionState::New,
@@ -351,8 +344,18 @@ impl Controller {
             };
             self.ctx.partition_states.insert(tp, state);
         }
+        let mut batch = RequestBatch::new();
         self.partition_sm(&zk, &mut batch)
             .trigger_online_partition_state_change()
+            .await?;
+        self.send(batch.take());
+        // Each live replica gets LeaderAndIsr with the current leadership; the replicas on dead
+        // brokers leave the ISRs they are still in.
+        self.replica_sm(&zk, &mut batch)
+            .handle_state_changes(&online, ReplicaState::Online)
+            .await?;
+        self.replica_sm(&zk, &mut batch)
+            .handle_state_changes(&offline, ReplicaState::Offline)
             .await?;
         // Every broker gets the whole picture once.
         batch.add_update_metadata(&self.ctx.live_ids(), &self.ctx.all_partitions());
@@ -616,6 +619,9 @@ impl Controller {
         self.partition_sm(zk, batch)
             .trigger_online_partition_state_change()
             .await?;
+        // The new leaders go out now; taking the dead replicas out of the other ISRs is a
+        // second round of ZooKeeper writes that clients need not wait for.
+        self.send(batch.take());
         self.replica_sm(zk, batch)
             .handle_state_changes(replicas, ReplicaState::Offline)
             .await?;

@@ -2,10 +2,10 @@
 //! between `NonExistent`, `New`, `Online` and `Offline`, refusing (and logging) any transition
 //! whose previous state is not valid.
 //!
-//! Going Online elects leaders for the whole batch at once: one pipelined read of the state
-//! znodes, the choice made by the pure functions of `election`, one pipelined round of
-//! conditional writes fenced on the controller epoch, and a second round only for partitions
-//! whose znode changed underneath (BADVERSION). On success the context holds the new leadership
+//! Going Online elects leaders for the whole batch at once: the choice made by the pure
+//! functions of `election` on the cached state, one pipelined round of conditional writes
+//! fenced on the controller epoch and on each znode's cached version, and further rounds, on
+//! states read afresh, only for partitions whose znode changed underneath (BADVERSION). On success the context holds the new leadership
 //! and the batch carries LeaderAndIsr for the live replicas plus UpdateMetadata for every broker.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +24,42 @@ use crate::zk::{KafkaZkClient, LeaderIsrAndControllerEpoch, ZkError};
 /// Rounds of conditional writes before a partition whose znode keeps changing is given up on
 /// (it stays in its state and the next trigger retries it).
 const WRITE_ROUNDS: usize = 5;
+
+/// The states to decide on for `partitions`, each with the version its conditional write will
+/// check. The first round (`from_cache`) takes the controller's cached state, as every write is
+/// conditional on the cached version: a state changed underneath (a leader's ISR change, say)
+/// fails its write and is decided again on the znode read in the next round. That halves the
+/// ZooKeeper round trips of a failover on an accurate cache and is as safe as reading first.
+/// Partitions without a cached state, and every retry round, read the znodes (pipelined).
+pub(super) async fn states_to_decide_on(
+    ctx: &ControllerContext,
+    zk: &KafkaZkClient,
+    partitions: Vec<TopicPartition>,
+    from_cache: bool,
+) -> Result<Vec<(TopicPartition, Option<Leadership>)>, ZkError> {
+    let mut out = Vec::with_capacity(partitions.len());
+    let mut read = Vec::new();
+    for tp in partitions {
+        match ctx.leadership.get(&tp).filter(|_| from_cache) {
+            Some(l) => {
+                let l = l.clone();
+                out.push((tp, Some(l)));
+            }
+            None => read.push(tp),
+        }
+    }
+    if !read.is_empty() {
+        let states = zk.get_partition_states_batch(&read).await?;
+        for (tp, state) in read.into_iter().zip(states) {
+            let l = state.map(|(state, zk_version)| Leadership { state, zk_version });
+            if let Some(l) = &l {
+                ctx.check_state_epoch(&tp, &l.state)?;
+            }
+            out.push((tp, l));
+        }
+    }
+    Ok(out)
+}
 
 /// Why a partition was not elected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,17 +237,19 @@ impl PartitionStateMachine<'_> {
         failed: &mut BTreeMap<TopicPartition, ElectionFailure>,
     ) -> Result<(), ZkError> {
         let mut unclean_topics: BTreeMap<String, bool> = BTreeMap::new();
-        for _ in 0..WRITE_ROUNDS {
+        for round in 0..WRITE_ROUNDS {
             if todo.is_empty() {
                 return Ok(());
             }
             // Leaders change the ISR without telling the controller at once (isr_change
-            // notifications are batched), so decide on the znodes, as Kafka's
-            // doElectLeaderForPartitions does, not on the cache.
-            let states = self.zk.get_partition_states_batch(&todo).await?;
-            let mut current = Vec::with_capacity(todo.len());
-            for (tp, state) in todo.drain(..).zip(states) {
-                let Some((state, zk_version)) = state else {
+            // notifications are batched): a decision on a stale cached ISR fails its
+            // conditional write and is made again on the znode (see `states_to_decide_on`).
+            let states =
+                states_to_decide_on(self.ctx, self.zk, std::mem::take(&mut todo), round == 0)
+                    .await?;
+            let mut current = Vec::with_capacity(states.len());
+            for (tp, leadership) in states {
+                let Some(leadership) = leadership else {
                     // Never initialised: the next trigger creates it as a New partition.
                     self.ctx
                         .partition_states
@@ -219,8 +257,6 @@ impl PartitionStateMachine<'_> {
                     failed.insert(tp, ElectionFailure::NoState);
                     continue;
                 };
-                self.ctx.check_state_epoch(&tp, &state)?;
-                let leadership = Leadership { state, zk_version };
                 self.ctx.leadership.insert(tp.clone(), leadership.clone());
                 current.push((tp, leadership));
             }

@@ -3,14 +3,15 @@
 //! refusing (and logging) any transition whose previous state is not valid.
 //!
 //! Going Offline takes the replica out of the ISR of every partition in the batch at once: one
-//! pipelined read of the state znodes, one pipelined round of epoch-fenced conditional writes
-//! (another only for those that changed underneath), then LeaderAndIsr to the remaining
+//! pipelined round of epoch-fenced writes conditional on the cached versions (more, on states
+//! read afresh, only for those that changed underneath), then LeaderAndIsr to the remaining
 //! replicas. An ISR is never emptied: the last member stays, as in Kafka, so a clean election
 //! can still find it when it returns.
 
 use std::collections::BTreeMap;
 
 use super::context::{ControllerContext, Leadership, ReplicaState};
+use super::partition_sm::states_to_decide_on;
 use super::request_batch::RequestBatch;
 use crate::common::{TopicPartition, NO_LEADER};
 use crate::zk::{KafkaZkClient, LeaderIsrAndControllerEpoch, ZkError};
@@ -130,17 +131,18 @@ impl ReplicaStateMachine<'_> {
                 .get(tp)
                 .is_some_and(|l| l.state.leader == broker || l.state.isr.contains(&broker))
         });
-        for _ in 0..WRITE_ROUNDS {
+        for round in 0..WRITE_ROUNDS {
             if todo.is_empty() {
                 return Ok(());
             }
-            let states = self.zk.get_partition_states_batch(&todo).await?;
+            let states =
+                states_to_decide_on(self.ctx, self.zk, std::mem::take(&mut todo), round == 0)
+                    .await?;
             let mut writes = Vec::new();
-            for (tp, state) in todo.drain(..).zip(states) {
-                let Some((state, zk_version)) = state else {
+            for (tp, leadership) in states {
+                let Some(Leadership { state, zk_version }) = leadership else {
                     continue;
                 };
-                self.ctx.check_state_epoch(&tp, &state)?;
                 match without_replica(&state, broker, self.ctx.epoch) {
                     Some(new_state) => writes.push((tp, new_state, zk_version)),
                     None => {

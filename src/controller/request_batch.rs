@@ -122,6 +122,13 @@ impl RequestBatch {
         *e |= delete;
     }
 
+    /// Everything collected so far, leaving this batch empty: an event sends the requests of
+    /// one step (its leader elections, say) before a slower next step is done, as Kafka's state
+    /// machines each send their own batch.
+    pub fn take(&mut self) -> RequestBatch {
+        std::mem::take(self)
+    }
+
     /// A receiver that resolves once every broker has answered this batch's LeaderAndIsr and
     /// UpdateMetadata requests (at once if there are none); dropped unanswered if a broker is
     /// removed first.

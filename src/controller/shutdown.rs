@@ -141,12 +141,7 @@ impl Controller {
                     .get(tp)
                     .is_some_and(|l| l.state.leader == broker)
             });
-        let mut batch = RequestBatch::new();
-        let applied = batch.when_applied();
-        let result = self
-            .move_off_broker(broker, &led, followed, &mut batch)
-            .await;
-        self.send(batch);
+        let (applied, result) = self.move_off_broker(broker, &led, followed).await;
         result?;
 
         let remaining = self.replicated_partitions_led_by(broker);
@@ -172,32 +167,51 @@ impl Controller {
         Ok(())
     }
 
-    /// Leadership of `led` moves to other in-sync replicas (one batched election); the broker's
-    /// replicas of partitions led elsewhere go Offline (StopReplica, out of the ISR, batched).
+    /// Leadership of `led` moves to other in-sync replicas (one batched election) and the
+    /// broker's replicas of them stop; those requests go out at once, and the returned receiver
+    /// resolves when every broker has applied them. Then the broker's replicas of partitions led
+    /// elsewhere go Offline (StopReplica, out of the ISR), sent as a second batch nobody waits
+    /// for: the broker may exit once clients can find the new leaders.
     async fn move_off_broker(
         &mut self,
         broker: i32,
         led: &[TopicPartition],
         followed: Vec<TopicPartition>,
-        batch: &mut RequestBatch,
-    ) -> Result<(), ZkError> {
+    ) -> (oneshot::Receiver<()>, Result<(), ZkError>) {
         let zk = self.zk.get();
-        let failed = self
-            .partition_sm(&zk, batch)
-            .handle_state_changes(led, PartitionState::Online, Strategy::ControlledShutdown)
-            .await?;
-        // Every replica of the broker whose partition now has another leader stops (StopReplica,
-        // out of the ISR) in this same step, the ones it just gave up leading included, so it
-        // never follows the new leader back into the ISR before it exits.
-        let moved = led.iter().filter(|tp| !failed.contains_key(*tp)).cloned();
-        let replicas: Vec<(TopicPartition, i32)> = followed
-            .into_iter()
-            .chain(moved)
-            .map(|tp| (tp, broker))
-            .collect();
-        self.replica_sm(&zk, batch)
+        let mut batch = RequestBatch::new();
+        let applied = batch.when_applied();
+        let moved = async {
+            let failed = self
+                .partition_sm(&zk, &mut batch)
+                .handle_state_changes(led, PartitionState::Online, Strategy::ControlledShutdown)
+                .await?;
+            // The replicas it just gave up leading stop at once (the election left them out of
+            // the ISR, so no write is needed), so it never follows the new leader back into
+            // the ISR before it exits.
+            let moved: Vec<(TopicPartition, i32)> = led
+                .iter()
+                .filter(|tp| !failed.contains_key(*tp))
+                .map(|tp| (tp.clone(), broker))
+                .collect();
+            self.replica_sm(&zk, &mut batch)
+                .handle_state_changes(&moved, ReplicaState::Offline)
+                .await
+        }
+        .await;
+        // Whatever was decided (and written) before a failure must still reach the brokers.
+        self.send(batch.take());
+        if moved.is_err() {
+            return (applied, moved);
+        }
+        let replicas: Vec<(TopicPartition, i32)> =
+            followed.into_iter().map(|tp| (tp, broker)).collect();
+        let result = self
+            .replica_sm(&zk, &mut batch)
             .handle_state_changes(&replicas, ReplicaState::Offline)
-            .await
+            .await;
+        self.send(batch);
+        (applied, result)
     }
 
     fn replicated_partitions_led_by(&self, broker: i32) -> Vec<TopicPartition> {

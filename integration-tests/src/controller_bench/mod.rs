@@ -56,6 +56,43 @@ pub struct ControllerArgs {
     /// Topic name (default `bench-controller-<pid>`).
     #[arg(long)]
     pub topic: Option<String>,
+    /// The phases to run after creation, in this order (comma-separated): a quicker look at
+    /// one figure. Phases left out are reported as skipped.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "sigterm,kill-non-controller,kill-controller,delete"
+    )]
+    pub phases: Vec<Phase>,
+}
+
+/// A phase of the benchmark after topic creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    Sigterm,
+    KillNonController,
+    KillController,
+    Delete,
+}
+
+impl Phase {
+    const ALL: [Phase; 4] = [
+        Phase::Sigterm,
+        Phase::KillNonController,
+        Phase::KillController,
+        Phase::Delete,
+    ];
+
+    /// The phase's key in the report.
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Sigterm => "sigterm",
+            Phase::KillNonController => "kill_non_controller",
+            Phase::KillController => "kill_controller",
+            Phase::Delete => "delete",
+        }
+    }
 }
 
 /// Everything the phases share.
@@ -166,22 +203,22 @@ pub async fn run(args: ControllerArgs) -> Result<Value> {
         "descriptors": bench.cluster.descriptors(&ids),
     });
     progress("steady_state", &report["steady_state"]);
-    for name in [
-        "sigterm",
-        "kill_non_controller",
-        "kill_controller",
-        "delete",
-    ] {
+    for phase in Phase::ALL {
+        let name = phase.name();
+        if !args.phases.contains(&phase) {
+            report[name] = json!({"skipped": "not selected with --phases"});
+            continue;
+        }
         let (healthy, prepare) = bench.ready(name).await;
         // Deletion runs on an unhealthy cluster too: whether it finishes is the figure.
         let mut v = if !healthy && name != "delete" {
             json!({"skipped": "not every broker is running and registered"})
         } else {
-            match name {
-                "sigterm" => bench.sigterm().await,
-                "kill_non_controller" => bench.kill(false).await,
-                "kill_controller" => bench.kill(true).await,
-                _ => bench.delete().await,
+            match phase {
+                Phase::Sigterm => bench.sigterm().await,
+                Phase::KillNonController => bench.kill(false).await,
+                Phase::KillController => bench.kill(true).await,
+                Phase::Delete => bench.delete().await,
             }
         };
         v["prepare"] = prepare;
