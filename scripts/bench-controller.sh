@@ -10,7 +10,8 @@
 #       --timeout  deadline of every single wait (default 300)
 #       --phases   comma-separated phases after creation (default: all, i.e.
 #                  sigterm,kill-non-controller,kill-controller,delete)
-#       --keep     leave the cluster running afterwards (stop it with
+#       --keep     leave the cluster running afterwards (otherwise it is stopped and its
+#                  state directory removed; stop a kept one with
 #                  CLUSTER_DIR=<dir> scripts/cluster.sh down)
 #
 # Environment: BENCH_CLUSTER_DIR (.cluster-bench), BENCH_ZK_PORT (22181), BENCH_BASE_PORT
@@ -51,9 +52,26 @@ if [[ -z "$bench_bin" ]]; then
     bench_bin="$ROOT/target/release/gregor-bench"
 fi
 
+if [[ -d "$CLUSTER_DIR" ]]; then
+    # Tens of thousands of files deleted just before the run make the next file creations
+    # several times slower on some filesystems (ext4 without a journal skips recently freed
+    # inodes): the creation figure would then measure the disk's recovery, not the broker.
+    echo "bench-controller: removing the previous run's $CLUSTER_DIR; on ext4 without a journal, figures right after a large removal are slower (better: let the previous run purge at its end)" >&2
+fi
 scripts/cluster.sh down --purge >&2
 if [[ $keep -eq 0 ]]; then
-    trap 'scripts/cluster.sh down >&2 || true' EXIT
+    # The run's own files go at its end, not at the start of the next run; the brokers' logs
+    # are kept in $CLUSTER_DIR-logs for reading afterwards.
+    finish() {
+        scripts/cluster.sh down >&2 || true
+        rm -rf "$CLUSTER_DIR-logs" && mkdir -p "$CLUSTER_DIR-logs"
+        for log in "$CLUSTER_DIR"/broker-*/broker.log; do
+            [[ -f "$log" ]] && cp "$log" "$CLUSTER_DIR-logs/$(basename "$(dirname "$log")").log"
+        done
+        scripts/cluster.sh down --purge >&2 || true
+        echo "bench-controller: broker logs kept in $CLUSTER_DIR-logs" >&2
+    }
+    trap finish EXIT
 fi
 scripts/cluster.sh up --brokers 3 --no-build >&2
 echo "bench-controller: cluster in $CLUSTER_DIR, zookeeper 127.0.0.1:$CLUSTER_ZK_PORT, brokers from port $CLUSTER_BASE_PORT" >&2

@@ -269,6 +269,9 @@ impl PartitionStateMachine<'_> {
                 let allow_unclean = unclean_topics.get(&tp.topic).copied().unwrap_or(false);
                 match self.choose(&tp, &leadership.state.isr, strategy, allow_unclean) {
                     Some(choice) => writes.push((tp, leadership, choice)),
+                    // "Nobody eligible" on the cache has no write to prove it current (the
+                    // ISR may have grown since): decided again on the znode.
+                    None if round == 0 => todo.push(tp),
                     None => {
                         if strategy == Strategy::Offline {
                             self.ctx
@@ -281,7 +284,7 @@ impl PartitionStateMachine<'_> {
                     }
                 }
             }
-            todo = self.commit(writes, strategy, failed).await?;
+            todo.extend(self.commit(writes, strategy, failed).await?);
         }
         for tp in todo {
             tracing::warn!(topic = %tp.topic, partition = tp.partition, ?strategy,

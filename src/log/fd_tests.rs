@@ -1,6 +1,7 @@
-//! Descriptor budget of the log layer: a segment keeps exactly one open descriptor (its
-//! `.log`); the `.index` and `.timeindex` are mapped and their descriptors closed, as in Kafka,
-//! so a broker with many partitions needs about one descriptor per segment.
+//! File and descriptor budget of the log layer: a segment keeps exactly one open descriptor
+//! (its `.log`); the `.index` and `.timeindex` are mapped and their descriptors closed, as in
+//! Kafka, so a broker with many partitions needs about one descriptor per segment; and a
+//! segment without data has no index files yet, so a new partition costs one file.
 
 use super::*;
 use crate::protocol::batch::build_batch;
@@ -94,4 +95,48 @@ fn a_restarted_log_manager_holds_one_descriptor_per_segment() {
     );
     assert_eq!(open.len(), expected.len(), "every segment's .log is open");
     logs.shutdown().unwrap();
+}
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn index_files_appear_with_the_first_data_and_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = TopicPartition::new("empty", 0);
+    let full = TopicPartition::new("full", 0);
+    let (empty_dir, full_dir) = {
+        let mgr = start(dir.path());
+        let e = mgr.get_or_create_log(&empty, config()).unwrap();
+        let f = mgr.get_or_create_log(&full, config()).unwrap();
+        assert_eq!(
+            names(e.dir()),
+            BTreeSet::from(["00000000000000000000.log".to_string()]),
+            "a new partition creates its .log only"
+        );
+        f.append_as_leader(build_batch(0, 5, &[(None, Some(b"v".as_slice()))]), 0)
+            .unwrap();
+        for suffix in [".index", ".timeindex"] {
+            assert!(names(f.dir()).contains(&format!("00000000000000000000{suffix}")));
+        }
+        let dirs = (e.dir().to_path_buf(), f.dir().to_path_buf());
+        mgr.shutdown().unwrap();
+        dirs
+    };
+    // After a clean restart the empty log is still one file and the other is trusted as is.
+    let mgr = start(dir.path());
+    let e = mgr.get_log(&empty).unwrap();
+    let f = mgr.get_log(&full).unwrap();
+    assert_eq!((e.log_end_offset(), f.log_end_offset()), (0, 1));
+    assert_eq!(names(&empty_dir).len(), 1, "{:?}", names(&empty_dir));
+    assert!(!f.read(0, 1 << 20, None, false).unwrap().records.is_empty());
+    // The empty log takes data after the restart, and its indexes appear then.
+    e.append_as_leader(build_batch(0, 5, &[(None, Some(b"w".as_slice()))]), 0)
+        .unwrap();
+    assert!(names(&empty_dir).contains("00000000000000000000.timeindex"));
+    assert!(full_dir.exists());
 }

@@ -28,6 +28,7 @@ pub(crate) struct FixedEntryIndex<E> {
 impl<E: Entry> FixedEntryIndex<E> {
     /// Opens (creating if absent) an index, trusting its length for the entry count; callers
     /// check it before relying on it.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Self, LogError> {
         let file = MappedFile::open(path)?;
         let entries = file.len() / E::SIZE;
@@ -36,6 +37,25 @@ impl<E: Entry> FixedEntryIndex<E> {
             entries,
             entry: PhantomData,
         })
+    }
+
+    /// An index whose file is opened if it exists and deferred otherwise (see `mmap_file`).
+    pub(crate) fn open_or_defer(path: &Path) -> Result<Self, LogError> {
+        let file = MappedFile::open_or_defer(path)?;
+        let entries = file.len() / E::SIZE;
+        Ok(FixedEntryIndex {
+            file,
+            entries,
+            entry: PhantomData,
+        })
+    }
+
+    pub(crate) fn is_on_disk(&self) -> bool {
+        self.file.is_on_disk()
+    }
+
+    pub(crate) fn create_on_disk(&mut self) -> Result<(), LogError> {
+        self.file.create_on_disk()
     }
 
     pub(crate) fn entries(&self) -> usize {

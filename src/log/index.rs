@@ -40,11 +40,28 @@ pub(crate) struct OffsetIndex {
 impl OffsetIndex {
     /// Opens an existing index, trusting its length for the entry count (callers run
     /// [`OffsetIndex::sanity_check`] before relying on it).
+    #[cfg(test)]
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<OffsetIndex, LogError> {
         Ok(OffsetIndex {
             index: FixedEntryIndex::open(path)?,
             base_offset,
         })
+    }
+
+    /// Opens the index file if it exists, else defers it (see `mmap_file`).
+    pub(crate) fn open_or_defer(path: &Path, base_offset: i64) -> Result<OffsetIndex, LogError> {
+        Ok(OffsetIndex {
+            index: FixedEntryIndex::open_or_defer(path)?,
+            base_offset,
+        })
+    }
+
+    pub(crate) fn is_on_disk(&self) -> bool {
+        self.index.is_on_disk()
+    }
+
+    pub(crate) fn create_on_disk(&mut self) -> Result<(), LogError> {
+        self.index.create_on_disk()
     }
 
     #[cfg(test)]

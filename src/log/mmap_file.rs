@@ -2,6 +2,11 @@
 //! `.timeindex`. Like Kafka, the active segment's index files are preallocated to
 //! `segment.index.bytes` and trimmed to the bytes in use once the segment stops growing, so
 //! lookups are plain memory reads and appends are memory writes.
+//!
+//! The index files of a segment that holds no data yet exist only in memory (Kafka's
+//! `LazyIndex` defers its files in the same spirit): creating a 10,000-partition topic then
+//! creates one `.log` per partition, not three files, and a broker restarting with thousands
+//! of empty partitions maps nothing. The files appear with the segment's first append.
 
 use super::error::{IoContext, LogError};
 use memmap2::{MmapMut, MmapOptions};
@@ -16,6 +21,8 @@ pub(crate) struct MappedFile {
     /// `None` while the file is empty: a zero-length mapping is not portable.
     mmap: Option<MmapMut>,
     len: usize,
+    /// False while the file is deferred: `len` is then the length it will be created with.
+    on_disk: bool,
 }
 
 fn open_rw(path: &Path) -> Result<File, LogError> {
@@ -43,9 +50,48 @@ impl MappedFile {
             path: path.to_path_buf(),
             mmap: None,
             len,
+            on_disk: true,
         };
         f.map(&file)?;
         Ok(f)
+    }
+
+    /// Opens the file if it exists; otherwise defers it (empty, nothing created) until
+    /// [`Self::create_on_disk`].
+    pub(crate) fn open_or_defer(path: &Path) -> Result<MappedFile, LogError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Self::open(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MappedFile {
+                path: path.to_path_buf(),
+                mmap: None,
+                len: 0,
+                on_disk: false,
+            }),
+            Err(e) => Err(LogError::io(path, e)),
+        }
+    }
+
+    pub(crate) fn is_on_disk(&self) -> bool {
+        self.on_disk
+    }
+
+    /// Creates a deferred file at its intended length and maps it; a no-op once on disk. A
+    /// file found at the path (left by a crash, say) is replaced, as the deferred one was
+    /// empty.
+    pub(crate) fn create_on_disk(&mut self) -> Result<(), LogError> {
+        if self.on_disk {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&self.path)
+            .at(&self.path)?;
+        file.set_len(self.len as u64).at(&self.path)?;
+        self.on_disk = true;
+        self.map(&file)
     }
 
     fn map(&mut self, file: &File) -> Result<(), LogError> {
@@ -75,7 +121,8 @@ impl MappedFile {
         self.mmap.as_deref().unwrap_or(&[])
     }
 
-    /// Copies `data` to `at`; returns false (and writes nothing) if it would not fit.
+    /// Copies `data` to `at`; returns false (and writes nothing) if it would not fit or the
+    /// file is still deferred.
     pub(crate) fn write_at(&mut self, at: usize, data: &[u8]) -> bool {
         let Some(map) = self.mmap.as_mut() else {
             return false;
@@ -95,6 +142,10 @@ impl MappedFile {
         if new_len == self.len {
             return Ok(());
         }
+        if !self.on_disk {
+            self.len = new_len;
+            return Ok(());
+        }
         self.mmap = None;
         let file = open_rw(&self.path)?;
         file.set_len(new_len as u64).at(&self.path)?;
@@ -105,7 +156,9 @@ impl MappedFile {
     /// Renames the file (used when a segment is scheduled for deletion); the mapping stays
     /// valid across a rename.
     pub(crate) fn rename(&mut self, new_path: &Path) -> Result<(), LogError> {
-        std::fs::rename(&self.path, new_path).at(&self.path)?;
+        if self.on_disk {
+            std::fs::rename(&self.path, new_path).at(&self.path)?;
+        }
         self.path = new_path.to_path_buf();
         Ok(())
     }
@@ -156,5 +209,26 @@ mod tests {
             .filter(|target| target.starts_with(dir.path()))
             .collect();
         assert!(open.is_empty(), "descriptors left open: {open:?}");
+    }
+
+    #[test]
+    fn a_deferred_file_appears_only_when_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut f = MappedFile::open_or_defer(&path).unwrap();
+        assert!(!f.is_on_disk());
+        f.resize(16).unwrap();
+        assert_eq!(f.len(), 16);
+        assert!(!f.write_at(0, &[1]), "nothing to write into yet");
+        let renamed = dir.path().join("1.index");
+        f.rename(&renamed).unwrap();
+        assert!(!path.exists() && !renamed.exists(), "still nothing on disk");
+        f.create_on_disk().unwrap();
+        assert!(f.write_at(8, &[7; 8]));
+        assert_eq!(std::fs::metadata(&renamed).unwrap().len(), 16);
+        drop(f);
+        let f = MappedFile::open_or_defer(&renamed).unwrap();
+        assert!(f.is_on_disk());
+        assert_eq!(f.bytes()[8..], [7; 8]);
     }
 }

@@ -128,12 +128,12 @@ pub(crate) fn load_log(
     let mut segments = BTreeMap::new();
     let mut missing_index = BTreeSet::new();
     for &base in &bases {
-        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
-            if !super::segment::segment_path(dir, base, suffix).exists() {
-                missing_index.insert(base);
-            }
+        let segment = LogSegment::open(dir, base, p.config, p.now)?;
+        // A segment without data has no index files until its first append.
+        if segment.size() > 0 && !segment.indexes_on_disk() {
+            missing_index.insert(base);
         }
-        segments.insert(base, LogSegment::open(dir, base, p.config, p.now)?);
+        segments.insert(base, segment);
     }
 
     // Segments from the one holding the recovery point onwards are suspect after a crash.

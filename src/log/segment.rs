@@ -139,8 +139,11 @@ impl LogSegment {
             .open(&log_path)
             .at(&log_path)?;
         let size = file.metadata().at(&log_path)?.len();
-        let index = OffsetIndex::open(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset)?;
-        let time_index = TimeIndex::open(
+        // Index files of a segment without data may not exist (they are created with its first
+        // append); `load_log` rebuilds missing ones of a segment that has data.
+        let index =
+            OffsetIndex::open_or_defer(&segment_path(dir, base_offset, INDEX_SUFFIX), base_offset)?;
+        let time_index = TimeIndex::open_or_defer(
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
             base_offset,
         )?;
@@ -204,6 +207,17 @@ impl LogSegment {
             .unwrap_or(NO_TIMESTAMP)
     }
 
+    /// Whether both index files exist (a segment that never held data may have none).
+    pub(crate) fn indexes_on_disk(&self) -> bool {
+        self.index.is_on_disk() && self.time_index.is_on_disk()
+    }
+
+    /// Creates deferred index files, before the segment's first data.
+    fn create_indexes_on_disk(&mut self) -> Result<(), LogError> {
+        self.index.create_on_disk()?;
+        self.time_index.create_on_disk()
+    }
+
     pub(crate) fn resize_indexes(&mut self, max_index_size: usize) -> Result<(), LogError> {
         self.index.resize(max_index_size)?;
         self.time_index.resize(max_index_size)
@@ -262,6 +276,9 @@ impl LogSegment {
         self.index.reset();
         self.time_index.reset();
         self.resize_indexes(config.max_index_size as usize)?;
+        if self.size > 0 {
+            self.create_indexes_on_disk()?;
+        }
         self.max_timestamp_so_far = NO_TIMESTAMP;
         self.offset_of_max_timestamp = self.base_offset;
         self.rolling_based_timestamp = None;
@@ -382,6 +399,7 @@ impl LogSegment {
                 ),
             });
         }
+        self.create_indexes_on_disk()?;
         let physical = self.size;
         let mut at = physical;
         for part in parts {

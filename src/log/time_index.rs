@@ -43,11 +43,28 @@ pub(crate) struct TimeIndex {
 }
 
 impl TimeIndex {
+    #[cfg(test)]
     pub(crate) fn open(path: &Path, base_offset: i64) -> Result<TimeIndex, LogError> {
         Ok(TimeIndex {
             index: FixedEntryIndex::open(path)?,
             base_offset,
         })
+    }
+
+    /// Opens the index file if it exists, else defers it (see `mmap_file`).
+    pub(crate) fn open_or_defer(path: &Path, base_offset: i64) -> Result<TimeIndex, LogError> {
+        Ok(TimeIndex {
+            index: FixedEntryIndex::open_or_defer(path)?,
+            base_offset,
+        })
+    }
+
+    pub(crate) fn is_on_disk(&self) -> bool {
+        self.index.is_on_disk()
+    }
+
+    pub(crate) fn create_on_disk(&mut self) -> Result<(), LogError> {
+        self.index.create_on_disk()
     }
 
     /// Full one slot early: the last slot is reserved for the final entry appended when the

@@ -326,7 +326,16 @@ impl ReplicaManager {
         };
         // Thousands of new logs and epoch checkpoints: their fsyncs are batched into a few
         // syncfs calls, and the work runs where it does not hold up other tasks.
-        let (mut out, synced) = run_blocking(|| crate::log::batched_sync(apply_all));
+        let started = std::time::Instant::now();
+        let ((mut out, applied_in), synced) =
+            run_blocking(|| crate::log::batched_sync(|| (apply_all(), started.elapsed())));
+        tracing::debug!(
+            broker = self.inner.broker_id,
+            partitions = out.len(),
+            apply_ms = applied_in.as_millis() as u64,
+            sync_ms = (started.elapsed() - applied_in).as_millis() as u64,
+            "partition states applied"
+        );
         if let Err(e) = synced {
             tracing::error!(broker = self.inner.broker_id, error = %e,
                 "cannot make partition state changes durable");
