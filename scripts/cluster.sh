@@ -181,7 +181,7 @@ CFG
 start_broker() {
     local id="$1" n="$2" bin="$3" dir pid
     dir="$(broker_dir "$id")"
-    if pid="$(alive "$dir/broker.pid" "$bin")"; then
+    if pid="$(alive "$dir/broker.pid" "$dir/server.properties")"; then
         log "broker $id already running (pid $pid)"
         return 1
     fi
@@ -285,11 +285,10 @@ cmd_down() {
             *) die "down: unknown argument $1" ;;
         esac
     done
-    local dir pid bin pids=() names=()
-    bin="$(broker_bin)"
+    local dir pid pids=() names=()
     for dir in "$STATE"/broker-*; do
         [[ -d "$dir" ]] || continue
-        if pid="$(alive "$dir/broker.pid" "$bin")"; then
+        if pid="$(alive "$dir/broker.pid" "$dir/server.properties")"; then
             log "stopping ${dir##*/} (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
             kill -CONT "$pid" 2>/dev/null || true
@@ -312,8 +311,7 @@ cmd_down() {
 }
 
 cmd_status() {
-    local pid dir id bin controller
-    bin="$(broker_bin)"
+    local pid dir id controller
     if pid="$(alive "$ZK_DIR/zookeeper.pid" QuorumPeerMain)"; then
         echo "zookeeper   running  pid $pid  127.0.0.1:$ZK_PORT  $(four_letter srvr | grep '^Mode:' || echo 'Mode: not serving')"
     else
@@ -325,7 +323,7 @@ cmd_status() {
         [[ -d "$dir" ]] || continue
         id="${dir##*-}"
         local state="stopped" reg="not registered"
-        if pid="$(alive "$dir/broker.pid" "$bin")"; then
+        if pid="$(alive "$dir/broker.pid" "$dir/server.properties")"; then
             state="running  pid $pid"
             grep -q '^State:[[:space:]]*T' "/proc/$pid/status" 2>/dev/null && state="PAUSED   pid $pid"
         fi
