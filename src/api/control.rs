@@ -138,13 +138,13 @@ pub(super) async fn leader_and_isr(
         .replicas
         .become_leader_or_follower(parsed, &live_leaders)
         .await;
-    tracing::info!(
-        broker = ctx.broker_id(),
-        controller = request.controller_id.0,
-        controller_epoch = request.controller_epoch,
-        partitions = count,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "applied LeaderAndIsr"
+    log_applied(
+        ctx,
+        "LeaderAndIsr",
+        request.controller_id.0,
+        request.controller_epoch,
+        count,
+        started,
     );
     // Kafka's onLeadershipChange: the group coordinator follows the offsets partitions.
     for (tp, leader, epoch) in elections {
@@ -178,6 +178,25 @@ pub(super) async fn leader_and_isr(
         })
         .collect();
     req.respond(&resp)
+}
+
+/// One line per applied control request: how long a controller's batch took on this broker.
+fn log_applied(
+    ctx: &ApiContext,
+    request: &'static str,
+    controller: i32,
+    controller_epoch: i32,
+    partitions: usize,
+    started: std::time::Instant,
+) {
+    tracing::info!(
+        broker = ctx.broker_id(),
+        controller,
+        controller_epoch,
+        partitions,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "applied {request}"
+    );
 }
 
 fn partition_error(topic: &TopicName, partition: i32, code: i16) -> LeaderAndIsrPartitionError {
@@ -266,13 +285,13 @@ pub(super) fn update_metadata(ctx: &ApiContext, req: &Req) -> Result<Option<Resp
     let deleted = ctx
         .metadata
         .update(request.controller_id.0, brokers, partitions);
-    tracing::info!(
-        broker = ctx.broker_id(),
-        controller = request.controller_id.0,
-        controller_epoch = request.controller_epoch,
-        partitions = count,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "applied UpdateMetadata"
+    log_applied(
+        ctx,
+        "UpdateMetadata",
+        request.controller_id.0,
+        request.controller_epoch,
+        count,
+        started,
     );
     for tp in deleted {
         tracing::debug!(topic = %tp.topic, partition = tp.partition, "partition removed from metadata");
