@@ -11,11 +11,44 @@ use anyhow::{bail, Context, Result};
 /// Environment variable naming the broker binary the harness starts.
 pub const GREGOR_BIN_ENV: &str = "GREGOR_BIN";
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+/// A TCP port on 127.0.0.1 that was free a moment ago, chosen below the kernel's ephemeral range.
+///
+/// A port found by binding port 0 comes from the ephemeral range, which every outgoing
+/// connection draws from too: between its release and the broker's bind, any client connection
+/// of a concurrently running test could take it ("Address already in use"). Below that range a
+/// port only competes with other listeners, and tests spread over it at random.
 ///
 /// # Errors
 /// When binding a listener fails.
 pub fn free_port() -> Result<u16> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const FIRST: u16 = 10_000;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = ((u64::from(std::process::id()) << 32)
+        ^ nanos
+        ^ CALLS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        | 1;
+    if low > FIRST + 100 {
+        for _ in 0..200 {
+            // xorshift64: no dependency, and any spread will do.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = FIRST + (x % u64::from(low - FIRST)) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener =
         TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
     Ok(listener

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
+use integration_tests::util::free_port;
 use integration_tests::ClusterOptions;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::consumer::Consumer;
@@ -39,12 +40,6 @@ async fn expect_start_failure(config: &std::path::Path) -> anyhow::Result<String
         "broker started although it should not have"
     );
     Ok(String::from_utf8_lossy(&out.stderr).to_string())
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 #[tokio::test(flavor = "multi_thread")]
