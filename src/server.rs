@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::ApiContext;
+use crate::api::{ApiContext, FetchSessionCache};
 use crate::config::KafkaConfig;
 use crate::controller::{self, ControllerHandle, Event};
 use crate::coordinator::GroupCoordinator;
@@ -208,6 +208,9 @@ pub async fn run(
         zk: zk_handle.clone(),
         controller: controller.clone(),
         broker_epoch: broker_epoch.clone(),
+        fetch_sessions: Arc::new(FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots,
+        )),
     };
     let limits = ConnectionLimits {
         max_request_bytes: config.socket_request_max_bytes,

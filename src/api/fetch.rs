@@ -1,14 +1,20 @@
-//! Fetch (1), v4–11: raw batches from the log, long poll, no fetch sessions (`session_id` 0, so
-//! clients keep sending full fetch requests). Records go from the log's read buffer to the
-//! socket without another copy (see `fetch_encode`).
+//! Fetch (1), v4–11: raw batches from the log, long poll, and incremental fetch sessions from v7
+//! (KIP-227, see `fetch_session`). Records go from the log's read buffer to the socket without
+//! another copy (see `fetch_encode`).
 
 use bytes::Bytes;
 use kafka_protocol::messages::FetchRequest;
 
-use super::fetch_encode::{self, PartitionOut, TopicOut};
+use super::fetch_encode::{self, PartitionOut, SessionFields, TopicOut};
+use super::fetch_session::{FetchContext, Outcome, SessionRequest, NO_SESSION};
 use super::{error_code, ApiContext, ApiError, Req, Response};
-use crate::log::TopicPartition;
-use crate::replication::{FetchParams, FetchPartitionRequest};
+use crate::common::TopicPartition;
+use crate::replication::{FetchParams, FetchPartitionRequest, FetchPartitionResult};
+
+/// The first version with fetch sessions; older requests are sessionless.
+const SESSIONS_FROM: i16 = 7;
+/// The epoch of a sessionless full fetch.
+const FINAL_EPOCH: i32 = -1;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: FetchRequest = req.decode()?;
@@ -18,17 +24,12 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         min_bytes: request.min_bytes,
         max_bytes: request.max_bytes,
     };
-    let mut order = Vec::with_capacity(request.topics.len());
     let mut partitions = Vec::new();
     for t in &request.topics {
-        let name = t.topic.0.as_str().to_string();
-        order.push((t.topic.0.clone().into_bytes(), t.partitions.len()));
+        let name = t.topic.0.as_str();
         for p in &t.partitions {
             partitions.push(FetchPartitionRequest {
-                tp: TopicPartition {
-                    topic: name.clone(),
-                    partition: p.partition,
-                },
+                tp: TopicPartition::new(name, p.partition),
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
                 current_leader_epoch: if req.version >= 9 {
@@ -39,39 +40,103 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
             });
         }
     }
-    let mut results = ctx.replicas.fetch(params, partitions).await.into_iter();
-    let topics: Vec<TopicOut> = order
-        .into_iter()
-        .map(|(name, n)| TopicOut {
-            name,
-            partitions: results
-                .by_ref()
-                .take(n)
-                .map(|r| match r.result {
-                    Ok(read) => PartitionOut {
-                        index: r.tp.partition,
-                        error_code: 0,
-                        high_watermark: read.high_watermark,
-                        // No transactions: the last stable offset is the high watermark.
-                        last_stable_offset: read.high_watermark,
-                        log_start_offset: read.info.log_start_offset,
-                        records: read.info.records,
-                    },
-                    Err(f) => PartitionOut {
-                        index: r.tp.partition,
-                        error_code: error_code(&f.error),
-                        high_watermark: f.high_watermark,
-                        last_stable_offset: f.high_watermark,
-                        log_start_offset: f.log_start_offset,
-                        records: Bytes::new(),
-                    },
-                })
-                .collect(),
+    let forgotten: Vec<TopicPartition> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let name = t.topic.0.as_str();
+            t.partitions
+                .iter()
+                .map(move |&p| TopicPartition::new(name, p))
         })
         .collect();
+    let (session_id, epoch) = if req.version >= SESSIONS_FROM {
+        (request.session_id, request.session_epoch)
+    } else {
+        (NO_SESSION, FINAL_EPOCH)
+    };
+    let (context, reads) = ctx.fetch_sessions.new_context(SessionRequest {
+        session_id,
+        epoch,
+        partitions,
+        forgotten: &forgotten,
+        follower: params.replica_id >= 0,
+    });
+    let results = match context {
+        // A session error is answered at once: the client starts over with a full fetch.
+        FetchContext::Error(_) => Vec::new(),
+        _ => ctx.replicas.fetch(params, reads).await,
+    };
+    let outcomes: Vec<Outcome> = results.iter().map(outcome).collect();
+    let answer = ctx.fetch_sessions.respond(context, &outcomes);
+    let mut results: Vec<Option<FetchPartitionResult>> = results.into_iter().map(Some).collect();
+    let included = answer
+        .include
+        .iter()
+        .filter_map(|&i| results.get_mut(i).and_then(Option::take));
+    let session = SessionFields {
+        error_code: answer.error.map_or(0, |e| e.code()),
+        session_id: answer.session_id,
+    };
     Ok(Some(fetch_encode::encode(
         req.correlation_id,
         req.version,
-        &topics,
+        session,
+        &by_topic(included),
     )))
+}
+
+fn outcome(r: &FetchPartitionResult) -> Outcome {
+    match &r.result {
+        Ok(read) => Outcome {
+            has_records: !read.info.records.is_empty(),
+            error: false,
+            high_watermark: read.high_watermark,
+            log_start_offset: read.info.log_start_offset,
+        },
+        Err(f) => Outcome {
+            has_records: false,
+            error: true,
+            high_watermark: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+        },
+    }
+}
+
+/// Results as the response's topics: consecutive partitions of one topic share an entry.
+fn by_topic(results: impl Iterator<Item = FetchPartitionResult>) -> Vec<TopicOut> {
+    let mut topics: Vec<TopicOut> = Vec::new();
+    for r in results {
+        let out = partition_out(&r);
+        match topics.last_mut() {
+            Some(t) if t.name == r.tp.topic.as_bytes() => t.partitions.push(out),
+            _ => topics.push(TopicOut {
+                name: Bytes::from(r.tp.topic.into_bytes()),
+                partitions: vec![out],
+            }),
+        }
+    }
+    topics
+}
+
+fn partition_out(r: &FetchPartitionResult) -> PartitionOut {
+    match &r.result {
+        Ok(read) => PartitionOut {
+            index: r.tp.partition,
+            error_code: 0,
+            high_watermark: read.high_watermark,
+            // No transactions: the last stable offset is the high watermark.
+            last_stable_offset: read.high_watermark,
+            log_start_offset: read.info.log_start_offset,
+            records: read.info.records.clone(),
+        },
+        Err(f) => PartitionOut {
+            index: r.tp.partition,
+            error_code: error_code(&f.error),
+            high_watermark: f.high_watermark,
+            last_stable_offset: f.high_watermark,
+            log_start_offset: f.log_start_offset,
+            records: Bytes::new(),
+        },
+    }
 }

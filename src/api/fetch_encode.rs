@@ -30,11 +30,23 @@ fn partition_fixed_len(version: i16) -> usize {
     4 + 2 + 8 + 8 + 4 + 4 + if version >= 5 { 8 } else { 0 } + if version >= 11 { 4 } else { 0 }
 }
 
+/// The response's top-level fields (v7+): a fetch-session error and the session id.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SessionFields {
+    pub error_code: i16,
+    pub session_id: i32,
+}
+
 /// The whole size-prefixed response frame (response header v0) as chunks.
 ///
 /// `version` must be 4..=11 (what gregor serves); topic names must fit an int16 length, which
 /// holds because they come from a request that decoded.
-pub(super) fn encode(correlation_id: i32, version: i16, topics: &[TopicOut]) -> Vec<Bytes> {
+pub(super) fn encode(
+    correlation_id: i32,
+    version: i16,
+    session: SessionFields,
+    topics: &[TopicOut],
+) -> Vec<Bytes> {
     let mut size = 4 + 4 + if version >= 7 { 6 } else { 0 } + 4;
     let mut chunks_needed = 1;
     for t in topics {
@@ -52,8 +64,8 @@ pub(super) fn encode(correlation_id: i32, version: i16, topics: &[TopicOut]) -> 
     head.put_i32(correlation_id);
     head.put_i32(0); // throttle_time_ms
     if version >= 7 {
-        head.put_i16(0); // error_code
-        head.put_i32(0); // session_id: no fetch sessions
+        head.put_i16(session.error_code);
+        head.put_i32(session.session_id);
     }
     head.put_i32(topics.len() as i32);
     for t in topics {
@@ -132,8 +144,10 @@ mod tests {
         ]
     }
 
-    fn reference(version: i16, topics: &[TopicOut]) -> Vec<u8> {
+    fn reference(version: i16, session: SessionFields, topics: &[TopicOut]) -> Vec<u8> {
         let mut r = FetchResponse::default();
+        r.error_code = session.error_code;
+        r.session_id = session.session_id;
         r.responses = topics
             .iter()
             .map(|t| {
@@ -166,15 +180,37 @@ mod tests {
     #[test]
     fn matches_kafka_protocol_encoding_for_every_served_version() {
         let topics = sample();
+        let none = SessionFields::default();
         for version in 4..=11 {
-            let ours: Vec<u8> = encode(77, version, &topics).concat();
-            assert_eq!(ours, reference(version, &topics), "v{version}");
+            let ours: Vec<u8> = encode(77, version, none, &topics).concat();
+            assert_eq!(ours, reference(version, none, &topics), "v{version}");
         }
-        assert_eq!(encode(1, 11, &[]).concat(), reference_empty(11));
+        for version in 7..=11 {
+            let session = SessionFields {
+                error_code: 0,
+                session_id: 123_456_789,
+            };
+            let ours: Vec<u8> = encode(77, version, session, &topics).concat();
+            assert_eq!(ours, reference(version, session, &topics), "v{version}");
+            let failed = SessionFields {
+                error_code: 70,
+                session_id: 0,
+            };
+            let ours: Vec<u8> = encode(78, version, failed, &[]).concat();
+            assert_eq!(ours, reference_with(78, version, failed), "v{version}");
+        }
+        assert_eq!(encode(1, 11, none, &[]).concat(), reference_empty(11));
     }
 
     fn reference_empty(version: i16) -> Vec<u8> {
-        encode_response(1, 0, &FetchResponse::default(), version)
+        reference_with(1, version, SessionFields::default())
+    }
+
+    fn reference_with(correlation_id: i32, version: i16, session: SessionFields) -> Vec<u8> {
+        let mut r = FetchResponse::default();
+        r.error_code = session.error_code;
+        r.session_id = session.session_id;
+        encode_response(correlation_id, 0, &r, version)
             .unwrap()
             .to_vec()
     }
@@ -182,7 +218,7 @@ mod tests {
     #[test]
     fn records_are_passed_through_not_copied() {
         let topics = sample();
-        let chunks = encode(1, 11, &topics);
+        let chunks = encode(1, 11, SessionFields::default(), &topics);
         let records = &topics[1].partitions[0].records;
         assert!(chunks
             .iter()

@@ -13,6 +13,7 @@ mod controlled_shutdown;
 mod decode_tests;
 mod fetch;
 mod fetch_encode;
+mod fetch_session;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -37,6 +38,7 @@ use crate::protocol::versions as supported;
 use crate::replication::ReplicaManager;
 use crate::zk::ZkHandle;
 pub(crate) use codes::error_code;
+pub use fetch_session::FetchSessionCache;
 
 /// Everything a request handler may call. Cheap to clone.
 #[derive(Clone)]
@@ -50,6 +52,8 @@ pub struct ApiContext {
     pub coordinator: GroupCoordinator,
     /// This broker's epoch: the czxid of its `/brokers/ids/<id>` znode, renewed per session.
     pub broker_epoch: Arc<AtomicI64>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: Arc<FetchSessionCache>,
 }
 
 impl ApiContext {

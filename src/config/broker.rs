@@ -288,6 +288,8 @@ impl KafkaConfig {
             group_max_session_timeout_ms: p.num("group.max.session.timeout.ms")?,
             group_initial_rebalance_delay_ms: p.at_least("group.initial.rebalance.delay.ms", 0)?,
             group_max_size: p.num("group.max.size")?,
+            max_incremental_fetch_session_cache_slots: p
+                .num("max.incremental.fetch.session.cache.slots")?,
             replica_lag_time_max_ms: p.at_least("replica.lag.time.max.ms", 1)?,
             replica_fetch_max_bytes: p.num("replica.fetch.max.bytes")?,
             replica_fetch_response_max_bytes: p.num("replica.fetch.response.max.bytes")?,

@@ -293,6 +293,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("socket.send.buffer.bytes", Int, Some("102400"), Any, ReadOnly).ignored(),
     b("socket.receive.buffer.bytes", Int, Some("102400"), Any, ReadOnly).ignored(),
     b("connections.max.idle.ms", Long, Some("600000"), Any, ReadOnly),
+    b("max.incremental.fetch.session.cache.slots", Int, Some("1000"), AtLeast(0), ReadOnly),
     b("max.connections.per.ip", Int, Some(I32_MAX), AtLeast(0), ClusterWide).ignored(),
     b("queued.max.requests", Int, Some("500"), AtLeast(1), ReadOnly).ignored(),
     b("num.network.threads", Int, Some("3"), AtLeast(1), ClusterWide).ignored(),

@@ -133,6 +133,8 @@ pub struct KafkaConfig {
     pub group_initial_rebalance_delay_ms: i32,
     pub group_max_size: i32,
 
+    /// Incremental fetch sessions the broker keeps (0: none).
+    pub max_incremental_fetch_session_cache_slots: usize,
     pub replica_lag_time_max_ms: u64,
     pub replica_fetch_max_bytes: i32,
     pub replica_fetch_response_max_bytes: i32,

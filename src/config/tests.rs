@@ -94,6 +94,7 @@ const BROKER_DOC_DEFAULTS: &[(&str, Option<&str>)] = &[
     ("log.segment.bytes", Some("1073741824")),
     ("log.segment.delete.delay.ms", Some("60000")),
     ("max.connections.per.ip", Some(MAX_INT)),
+    ("max.incremental.fetch.session.cache.slots", Some("1000")),
     ("message.max.bytes", Some("1048588")),
     ("min.insync.replicas", Some("1")),
     ("num.io.threads", Some("8")),

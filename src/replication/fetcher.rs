@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::partition::Partition;
 use super::rules::{self, EpochEndOffset, OutOfRangeAction};
+use super::session_handler::{PartitionParams, SessionHandler};
 use super::ReplicaError;
 use crate::log::TopicPartition;
 use crate::metadata::MetadataCache;
@@ -284,6 +285,7 @@ fn by_topic<P, T>(items: Vec<(String, P)>, make: impl Fn(TopicName, Vec<P>) -> T
 async fn run(manager: FetcherManager, shared: Arc<Shared>) {
     let cfg = manager.inner.config.clone();
     let mut conn: Option<BrokerConnection> = None;
+    let mut session = SessionHandler::default();
     loop {
         let (truncating, fetching, next_delay) = shared.ready();
         if truncating.is_empty() && fetching.is_empty() {
@@ -305,7 +307,7 @@ async fn run(manager: FetcherManager, shared: Arc<Shared>) {
         }
         let Some(c) = conn.as_mut() else { continue };
         let result = if truncating.is_empty() {
-            fetch_round(c, &shared, &cfg, fetching).await
+            fetch_round(c, &shared, &cfg, &mut session, fetching).await
         } else {
             truncation_round(c, &shared, &cfg, truncating).await
         };
@@ -313,6 +315,8 @@ async fn run(manager: FetcherManager, shared: Arc<Shared>) {
             tracing::warn!(broker = cfg.broker_id, source = shared.source, error = %e,
                 "replica fetch failed; reconnecting after backoff");
             conn = None;
+            // The leader may or may not have seen the request: start the session over.
+            session.restart();
             tokio::time::sleep(cfg.backoff).await;
         }
     }
@@ -439,33 +443,48 @@ fn finish_truncation(shared: &Shared, s: &Sent, offset: i64, done: bool) {
     }
 }
 
-/// One Fetch for every ready partition and the appends of what it returned.
+/// One Fetch for every ready partition and the appends of what it returned. Within a fetch
+/// session the request lists only what changed, and the response only what has news.
 async fn fetch_round(
     conn: &mut BrokerConnection,
     shared: &Shared,
     cfg: &FetcherConfig,
+    session: &mut SessionHandler,
     partitions: Vec<Sent>,
 ) -> Result<(), ClientError> {
+    let params: Vec<(TopicPartition, PartitionParams)> = partitions
+        .iter()
+        .map(|s| {
+            let p = PartitionParams {
+                offset: s.offset,
+                leader_epoch: s.epoch,
+                log_start_offset: s.partition.log().log_start_offset(),
+                max_bytes: cfg.fetch_max_bytes,
+            };
+            (s.tp.clone(), p)
+        })
+        .collect();
+    let plan = session.plan(&params);
     let mut req = FetchRequest::default();
     req.replica_id = BrokerId(cfg.broker_id);
     req.max_wait_ms = cfg.wait_max_ms;
     req.min_bytes = cfg.min_bytes;
     req.max_bytes = cfg.response_max_bytes;
     req.isolation_level = 0;
-    req.session_id = 0;
-    // FINAL_EPOCH: a full fetch request that neither opens nor uses a fetch session.
-    req.session_epoch = -1;
+    req.session_id = plan.session_id;
+    req.session_epoch = plan.epoch;
     req.topics = by_topic(
-        partitions
+        plan.listed
             .iter()
-            .map(|s| {
+            .map(|&i| {
+                let (tp, f) = &params[i];
                 let mut p = FetchPartition::default();
-                p.partition = s.tp.partition;
-                p.current_leader_epoch = s.epoch;
-                p.fetch_offset = s.offset;
-                p.log_start_offset = s.partition.log().log_start_offset();
-                p.partition_max_bytes = cfg.fetch_max_bytes;
-                (s.tp.topic.clone(), p)
+                p.partition = tp.partition;
+                p.current_leader_epoch = f.leader_epoch;
+                p.fetch_offset = f.offset;
+                p.log_start_offset = f.log_start_offset;
+                p.partition_max_bytes = f.max_bytes;
+                (tp.topic.clone(), p)
             })
             .collect(),
         |name, parts| {
@@ -475,8 +494,31 @@ async fn fetch_round(
             topic
         },
     );
+    req.forgotten_topics_data = by_topic(
+        plan.forgotten
+            .iter()
+            .map(|tp| (tp.topic.clone(), tp.partition))
+            .collect(),
+        |name, parts| {
+            let mut topic = ForgottenTopic::default();
+            topic.topic = name;
+            topic.partitions = parts;
+            topic
+        },
+    );
     let resp = conn.send(&req, FETCH_VERSION).await?;
-    if let Some(error) = ResponseError::try_from_code(resp.error_code) {
+    let top_error = ResponseError::try_from_code(resp.error_code);
+    session.answered(plan, top_error, resp.session_id);
+    if let Some(error) = top_error {
+        if matches!(
+            error,
+            ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch
+        ) {
+            // The leader lost or moved past the session: the next (full) request starts over.
+            tracing::debug!(broker = cfg.broker_id, source = shared.source, %error,
+                "fetch session reset");
+            return Ok(());
+        }
         tracing::warn!(
             broker = cfg.broker_id,
             source = shared.source,

@@ -11,6 +11,7 @@ mod manager;
 mod partition;
 mod purgatory;
 pub mod rules;
+mod session_handler;
 
 pub use fetcher::FetcherConfig;
 pub use manager::{
