@@ -17,14 +17,12 @@ use super::election::Strategy;
 use super::partition_sm::PartitionStateMachine;
 use super::replica_sm::ReplicaStateMachine;
 use super::request_batch::RequestBatch;
+use super::retry::Retries;
 use super::{ControllerHandle, Event};
 use crate::common::TopicPartition;
 use crate::config::KafkaConfig;
 use crate::log::LogConfig;
 use crate::zk::{KafkaZkClient, Watch, ZkError, ZkHandle};
-
-/// Backoff before retrying an event that failed on a ZooKeeper connection problem.
-const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(super) struct Controller {
     pub(super) broker_id: i32,
@@ -115,6 +113,7 @@ impl Controller {
         mut rx: mpsc::UnboundedReceiver<Event>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut retries = Retries::default();
         loop {
             let event = tokio::select! {
                 e = rx.recv() => match e { Some(e) => e, None => break },
@@ -122,23 +121,23 @@ impl Controller {
             };
             let name = format!("{event:?}");
             let retry = event.clone();
-            if let Err(e) = self.process(event).await {
-                match e {
-                    ZkError::ControllerMoved { .. } => {
-                        tracing::warn!(broker = self.broker_id, event = %name,
-                            "controller moved while processing; resigning");
-                        self.maybe_resign().await;
-                    }
-                    e => {
-                        tracing::warn!(broker = self.broker_id, event = %name, error = %e,
-                            "controller event failed; retrying");
-                        // Re-run the whole handler later: each handler re-reads what it needs.
-                        let events = self.events.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(RETRY_BACKOFF).await;
-                            let _ = events.send(retry);
-                        });
-                    }
+            match self.process(event).await {
+                Ok(()) => retries.succeeded(&name),
+                Err(ZkError::ControllerMoved { .. }) => {
+                    tracing::warn!(broker = self.broker_id, event = %name,
+                        "controller moved while processing; resigning");
+                    self.maybe_resign().await;
+                }
+                Err(e) => {
+                    let wait = retries.failed(&name);
+                    tracing::warn!(broker = self.broker_id, event = %name, error = %e,
+                        retry_in_ms = wait.as_millis() as u64, "controller event failed");
+                    // Re-run the whole handler later: each handler re-reads what it needs.
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        let _ = events.send(retry);
+                    });
                 }
             }
         }

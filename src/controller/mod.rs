@@ -21,6 +21,7 @@ mod partition_sm;
 mod preferred;
 mod replica_sm;
 mod request_batch;
+mod retry;
 mod shutdown;
 
 pub use shutdown::{controlled_shutdown, ShutdownError, ShutdownReply};

@@ -92,7 +92,15 @@ impl KafkaZkClient {
         broker_id: i32,
     ) -> Result<(i32, i32), ZkError> {
         let (epoch, version) = self.get_or_create_controller_epoch().await?;
-        let new_epoch = epoch + 1;
+        // Wrapping would make the new controller's requests look older than every broker's.
+        let new_epoch = epoch.checked_add(1).ok_or_else(|| {
+            ZkError::malformed(
+                CONTROLLER_EPOCH_PATH,
+                super::error::CodecError::new(format!(
+                    "controller epoch {epoch} cannot be incremented"
+                )),
+            )
+        })?;
         let controller = data::encode_controller(broker_id, now_ms());
         let new_epoch_bytes = data::encode_controller_epoch(new_epoch);
         let mut writer = self.zk.new_multi_writer();

@@ -515,6 +515,15 @@ pub fn decode_partition_state(bytes: &[u8]) -> Result<LeaderIsrAndControllerEpoc
         controller_epoch: i32,
     }
     let s: State = parse(bytes, "partition state")?;
+    // A controller writes leader_epoch + 1: an epoch that cannot be incremented is refused
+    // here rather than wrapped to a negative (older-looking) one later.
+    if !(0..i32::MAX).contains(&s.leader_epoch) {
+        return Err(CodecError::new(format!(
+            "leader epoch {} is outside 0..{}",
+            s.leader_epoch,
+            i32::MAX
+        )));
+    }
     Ok(LeaderIsrAndControllerEpoch {
         leader: s.leader,
         leader_epoch: s.leader_epoch,

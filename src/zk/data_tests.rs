@@ -266,6 +266,18 @@ fn partition_state_roundtrip() {
 }
 
 #[test]
+fn partition_state_epochs_that_cannot_be_incremented_are_refused() {
+    let with_epoch = |e: i64| {
+        format!(r#"{{"controller_epoch":7,"leader":1,"version":1,"leader_epoch":{e},"isr":[1]}}"#)
+    };
+    assert!(decode_partition_state(with_epoch(2_147_483_646).as_bytes()).is_ok());
+    for bad in [2_147_483_647, -1, 2_147_483_648] {
+        let e = decode_partition_state(with_epoch(bad).as_bytes());
+        assert!(e.is_err(), "leader epoch {bad} accepted");
+    }
+}
+
+#[test]
 fn partition_lists() {
     let kafka = br#"{"version":1,"partitions":[{"topic":"t","partition":0},{"topic":"u","partition":3},{"topic":"t","partition":0}]}"#;
     assert_eq!(

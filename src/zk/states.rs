@@ -40,10 +40,11 @@ fn is_batch_fatal(e: &ZkError) -> bool {
 
 impl KafkaZkClient {
     /// The states of `partitions` (any topics), in input order; `None` where no state znode
-    /// exists. One pipelined read per partition.
+    /// exists or its JSON does not decode (logged with the znode's path). One pipelined read
+    /// per partition.
     ///
     /// # Errors
-    /// `InvalidTopic`, ZooKeeper failures, `MalformedData` naming the znode.
+    /// `InvalidTopic`, ZooKeeper failures.
     pub async fn get_partition_states_batch(
         &self,
         partitions: &[TopicPartition],
@@ -60,18 +61,22 @@ impl KafkaZkClient {
             .map(|tp| partition_state_path(&tp.topic, tp.partition))
             .collect();
         let nodes = self.get_data_many(&paths).await?;
-        paths
+        Ok(paths
             .iter()
             .zip(nodes)
             .map(|(path, node)| {
-                node.map(|(bytes, stat)| {
-                    data::decode_partition_state(&bytes)
-                        .map(|s| (s, stat.version))
-                        .map_err(|e| ZkError::malformed(path, e))
-                })
-                .transpose()
+                let (bytes, stat) = node?;
+                // Kafka's decode yields no state for bad JSON: the partition is then left
+                // unelected (and logged) instead of failing the whole batch, which would make a
+                // failover fail and the controller move around forever.
+                data::decode_partition_state(&bytes)
+                    .map(|s| (s, stat.version))
+                    .map_err(
+                        |e| warn!(path = %path, error = %e, "skipping undecodable partition state"),
+                    )
+                    .ok()
             })
-            .collect()
+            .collect())
     }
 
     /// Conditional writes of many partition states, each `multi(check epoch, setData state at

@@ -14,7 +14,7 @@ use crate::clients;
 
 const SESSION_MS: u64 = 6000;
 
-async fn controller_epoch(cluster: &Cluster) -> anyhow::Result<i32> {
+pub(crate) async fn controller_epoch(cluster: &Cluster) -> anyhow::Result<i32> {
     let (data, _) = cluster
         .zk_get("/controller_epoch")
         .await?

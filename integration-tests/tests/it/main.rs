@@ -2,6 +2,7 @@
 //! testcontainers container from the locally built `gregor/zookeeper` image, brokers as child
 //! processes) and drives it with real clients.
 
+mod bad_znodes;
 mod basic;
 mod clients;
 mod configs;
