@@ -22,7 +22,7 @@ use crate::controller::{self, ControllerHandle, Event};
 use crate::coordinator::GroupCoordinator;
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
-use crate::network::{self, ConnectionLimits};
+use crate::network::{self, ConnectionLimits, ConnectionQuotaConfig, ConnectionQuotas};
 use crate::replication::{FetcherConfig, ReplicaManager, ReplicationConfig};
 use crate::util::fd_limit;
 use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
@@ -216,12 +216,22 @@ pub async fn run(
         max_request_bytes: config.socket_request_max_bytes,
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
     };
+    let quotas = ConnectionQuotas::new(ConnectionQuotaConfig {
+        max_connections: config.max_connections,
+        max_per_ip: config.max_connections_per_ip,
+        per_ip_overrides: config
+            .max_connections_per_ip_overrides
+            .iter()
+            .copied()
+            .collect(),
+    });
     let mut servers = Vec::new();
     for listener in listeners {
         servers.push(tokio::spawn(network::serve(
             listener,
             ctx.clone(),
             limits,
+            quotas.clone(),
             shutdown_rx.clone(),
         )));
     }

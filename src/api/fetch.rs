@@ -2,6 +2,8 @@
 //! (KIP-227, see `fetch_session`). Records go from the log's read buffer to the socket without
 //! another copy (see `fetch_encode`).
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use kafka_protocol::messages::FetchRequest;
 
@@ -18,28 +20,15 @@ const FINAL_EPOCH: i32 = -1;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: FetchRequest = req.decode()?;
+    // Kafka caps every response at the broker's `fetch.max.bytes`, whatever the client asks.
+    let max_bytes = request.max_bytes.min(ctx.config.fetch_max_bytes);
     let params = FetchParams {
         replica_id: request.replica_id.0,
         max_wait_ms: request.max_wait_ms,
-        min_bytes: request.min_bytes,
-        max_bytes: request.max_bytes,
+        min_bytes: request.min_bytes.min(max_bytes),
+        max_bytes,
     };
-    let mut partitions = Vec::new();
-    for t in &request.topics {
-        let name = t.topic.0.as_str();
-        for p in &t.partitions {
-            partitions.push(FetchPartitionRequest {
-                tp: TopicPartition::new(name, p.partition),
-                fetch_offset: p.fetch_offset,
-                partition_max_bytes: p.partition_max_bytes,
-                current_leader_epoch: if req.version >= 9 {
-                    p.current_leader_epoch
-                } else {
-                    -1
-                },
-            });
-        }
-    }
+    let partitions = requested_partitions(&request, req.version);
     let forgotten: Vec<TopicPartition> = request
         .forgotten_topics_data
         .iter()
@@ -84,6 +73,37 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         session,
         &by_topic(included),
     )))
+}
+
+/// The request's partitions in order, each once: a partition listed again keeps its first place
+/// and takes the later parameters, as Kafka's `LinkedHashMap` of fetch data does. Reading it
+/// once per listing would multiply the response (60 listings, 60 copies of the same bytes).
+fn requested_partitions(request: &FetchRequest, version: i16) -> Vec<FetchPartitionRequest> {
+    let mut partitions: Vec<FetchPartitionRequest> = Vec::new();
+    let mut seen: HashMap<TopicPartition, usize> = HashMap::new();
+    for t in &request.topics {
+        let name = t.topic.0.as_str();
+        for p in &t.partitions {
+            let wanted = FetchPartitionRequest {
+                tp: TopicPartition::new(name, p.partition),
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: p.partition_max_bytes,
+                current_leader_epoch: if version >= 9 {
+                    p.current_leader_epoch
+                } else {
+                    -1
+                },
+            };
+            match seen.get(&wanted.tp) {
+                Some(&i) => partitions[i] = wanted,
+                None => {
+                    seen.insert(wanted.tp.clone(), partitions.len());
+                    partitions.push(wanted);
+                }
+            }
+        }
+    }
+    partitions
 }
 
 fn outcome(r: &FetchPartitionResult) -> Outcome {

@@ -102,6 +102,37 @@ impl<'a> Props<'a> {
 
 const RETENTION_MS: &str = "log.retention.ms";
 
+/// `max.connections.per.ip.overrides` with each host resolved to its address (as Kafka's
+/// `InetAddress.getByName`); a per-IP limit of 0 needs overrides, or no client could connect.
+fn connection_overrides(p: &Props) -> Result<Vec<(std::net::IpAddr, usize)>, ConfigError> {
+    use std::net::ToSocketAddrs;
+    const KEY: &str = "max.connections.per.ip.overrides";
+    let raw = p.text(KEY)?.unwrap_or_default();
+    let pairs = super::keys::parse_connection_overrides(&raw).map_err(|e| invalid(KEY, &raw, e))?;
+    let mut out = Vec::with_capacity(pairs.len());
+    for (host, count) in pairs {
+        let ip = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => (host.as_str(), 0)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .map(|a| a.ip())
+                .ok_or_else(|| invalid(KEY, &raw, format!("cannot resolve host {host:?}")))?,
+        };
+        out.push((ip, count));
+    }
+    let per_ip: i64 = p.num("max.connections.per.ip")?;
+    if per_ip == 0 && out.is_empty() {
+        return Err(invalid(
+            "max.connections.per.ip",
+            "0",
+            "can be 0 only if max.connections.per.ip.overrides is set".to_string(),
+        ));
+    }
+    Ok(out)
+}
+
 /// `listeners` (Kafka's `PLAINTEXT://:9092` when unset) and `advertised.listeners` (the
 /// listeners when unset), with unroutable hosts advertised as this machine's name.
 fn listeners(p: &Props) -> Result<(Vec<Listener>, Vec<Listener>), ConfigError> {
@@ -250,6 +281,9 @@ impl KafkaConfig {
             rack: p.text("broker.rack")?,
             socket_request_max_bytes: p.num("socket.request.max.bytes")?,
             connections_max_idle_ms: p.at_least("connections.max.idle.ms", 1)?,
+            max_connections: p.num("max.connections")?,
+            max_connections_per_ip: p.num("max.connections.per.ip")?,
+            max_connections_per_ip_overrides: connection_overrides(&p)?,
             message_max_bytes: p.num("message.max.bytes")?,
             num_partitions: p.num("num.partitions")?,
             default_replication_factor: p.at_least("default.replication.factor", 1)?,
@@ -288,6 +322,7 @@ impl KafkaConfig {
             group_max_session_timeout_ms: p.num("group.max.session.timeout.ms")?,
             group_initial_rebalance_delay_ms: p.at_least("group.initial.rebalance.delay.ms", 0)?,
             group_max_size: p.num("group.max.size")?,
+            fetch_max_bytes: p.num("fetch.max.bytes")?,
             max_incremental_fetch_session_cache_slots: p
                 .num("max.incremental.fetch.session.cache.slots")?,
             replica_lag_time_max_ms: p.at_least("replica.lag.time.max.ms", 1)?,

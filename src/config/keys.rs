@@ -177,6 +177,37 @@ fn broker_compression(value: &str) -> Result<(), String> {
     }
 }
 
+/// `max.connections.per.ip.overrides`: comma-separated `host:count` pairs.
+fn connection_overrides(value: &str) -> Result<(), String> {
+    parse_connection_overrides(value).map(|_| ())
+}
+
+/// The `host:count` pairs of `max.connections.per.ip.overrides`, in order.
+///
+/// # Errors
+/// The entry that is not `host:count` with a non-negative count.
+pub fn parse_connection_overrides(value: &str) -> Result<Vec<(String, usize)>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (host, count) = e
+                .rsplit_once(':')
+                .ok_or_else(|| format!("entry {e:?} is not host:count"))?;
+            let count = count
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| format!("entry {e:?} has no non-negative count"))?;
+            let host = host.trim();
+            if host.is_empty() {
+                return Err(format!("entry {e:?} names no host"));
+            }
+            Ok((host.to_string(), count))
+        })
+        .collect()
+}
+
 /// Kafka's `ThrottledReplicaListValidator`: `*` or `partition:broker` entries.
 fn throttled_replicas(value: &str) -> Result<(), String> {
     let entry_ok = |e: &str| {
@@ -294,7 +325,9 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("socket.receive.buffer.bytes", Int, Some("102400"), Any, ReadOnly).ignored(),
     b("connections.max.idle.ms", Long, Some("600000"), Any, ReadOnly),
     b("max.incremental.fetch.session.cache.slots", Int, Some("1000"), AtLeast(0), ReadOnly),
-    b("max.connections.per.ip", Int, Some(I32_MAX), AtLeast(0), ClusterWide).ignored(),
+    b("max.connections", Int, Some(I32_MAX), AtLeast(0), ClusterWide),
+    b("max.connections.per.ip", Int, Some(I32_MAX), AtLeast(0), ClusterWide),
+    b("max.connections.per.ip.overrides", Str, Some(""), Check(connection_overrides), ClusterWide),
     b("queued.max.requests", Int, Some("500"), AtLeast(1), ReadOnly).ignored(),
     b("num.network.threads", Int, Some("3"), AtLeast(1), ClusterWide).ignored(),
     b("num.io.threads", Int, Some("8"), AtLeast(1), ClusterWide).ignored(),
@@ -361,6 +394,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly).ignored(),
     // Replication and the controller.
     b("replica.lag.time.max.ms", Long, Some("30000"), Any, ReadOnly),
+    b("fetch.max.bytes", Int, Some("57671680"), AtLeast(1024), ReadOnly),
     b("replica.fetch.max.bytes", Int, Some("1048576"), AtLeast(0), ReadOnly),
     b("replica.fetch.response.max.bytes", Int, Some("10485760"), AtLeast(0), ReadOnly),
     b("replica.fetch.wait.max.ms", Int, Some("500"), Any, ReadOnly),

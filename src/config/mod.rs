@@ -93,6 +93,11 @@ pub struct KafkaConfig {
 
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
+    /// Connections the broker accepts in all (`max.connections`).
+    pub max_connections: usize,
+    /// Connections from one address (`max.connections.per.ip`), and per-address exceptions.
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, usize)>,
     pub message_max_bytes: i32,
 
     pub num_partitions: i32,
@@ -133,6 +138,8 @@ pub struct KafkaConfig {
     pub group_initial_rebalance_delay_ms: i32,
     pub group_max_size: i32,
 
+    /// The most a fetch response carries, whatever the request asks (Kafka's `fetch.max.bytes`).
+    pub fetch_max_bytes: i32,
     /// Incremental fetch sessions the broker keeps (0: none).
     pub max_incremental_fetch_session_cache_slots: usize,
     pub replica_lag_time_max_ms: u64,

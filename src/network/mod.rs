@@ -4,7 +4,8 @@
 //! which is Kafka's "muting": responses stay in request order and a client that pipelines simply
 //! waits in the socket buffer. A frame larger than `socket.request.max.bytes` (or with a negative
 //! size) closes the connection before any of it is buffered; so does a connection idle for
-//! `connections.max.idle.ms`. On shutdown, listeners stop accepting, each connection finishes the
+//! `connections.max.idle.ms`, and so does one whose peer takes no response bytes for that long.
+//! Connection counts are limited per address and in all (`quotas`). On shutdown, listeners stop accepting, each connection finishes the
 //! request it is working on, and then closes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiContext};
+
+mod quotas;
+pub use quotas::{ConnectionQuotaConfig, ConnectionQuotas};
 
 /// Limits applied to every connection.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +40,7 @@ pub async fn serve(
     listener: TcpListener,
     ctx: ApiContext,
     limits: ConnectionLimits,
+    quotas: std::sync::Arc<ConnectionQuotas>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -45,14 +50,28 @@ pub async fn serve(
         .unwrap_or_default();
     tracing::info!(listener = %local, "accepting connections");
     loop {
+        // At max.connections, new clients wait in the backlog until a connection closes.
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = quotas.wait_for_room() => {}
+        }
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let slot = match quotas.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(e) => {
+                            tracing::info!(%peer, error = %e, "rejected connection");
+                            drop(stream);
+                            continue;
+                        }
+                    };
                     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
                     connections.spawn(async move {
+                        let _slot = slot;
                         let _ = stream.set_nodelay(true);
                         if let Err(e) = handle_connection(stream, peer, &ctx, limits, sd).await {
                             tracing::debug!(connection = id, %peer, error = %e, "connection closed");
@@ -137,14 +156,19 @@ async fn handle_connection(
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
         if let Some(mut response) = api::handle(ctx, &client_host, frame.freeze()).await? {
-            write_chunks(&mut stream, &mut response).await?;
+            write_chunks(&mut stream, &mut response, limits.idle_timeout).await?;
         }
     }
 }
 
 /// Writes every chunk with vectored writes, so large record chunks are never copied into a
-/// contiguous buffer.
-async fn write_chunks(stream: &mut TcpStream, chunks: &mut [Bytes]) -> std::io::Result<()> {
+/// contiguous buffer. A peer that takes nothing for `idle` is as idle as one that sends
+/// nothing: the connection closes rather than hold its response forever.
+async fn write_chunks(
+    stream: &mut TcpStream,
+    chunks: &mut [Bytes],
+    idle: Duration,
+) -> Result<(), ConnectionError> {
     /// Kernel iovec limits are 1024; stay well below.
     const MAX_SLICES: usize = 64;
     let mut idx = 0;
@@ -158,9 +182,11 @@ async fn write_chunks(stream: &mut TcpStream, chunks: &mut [Bytes]) -> std::io::
             .take(MAX_SLICES)
             .map(|c| IoSlice::new(c))
             .collect();
-        let mut written = stream.write_vectored(&slices).await?;
+        let mut written = tokio::time::timeout(idle, stream.write_vectored(&slices))
+            .await
+            .map_err(|_| ConnectionError::Idle(idle))??;
         if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
         }
         while written > 0 && idx < chunks.len() {
             let len = chunks[idx].len();
