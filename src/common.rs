@@ -12,6 +12,38 @@ pub const NO_LEADER: i32 = -1;
 /// (Kafka's `LeaderAndIsr.LeaderDuringDelete`): brokers drop it from their metadata.
 pub const LEADER_DURING_DELETE: i32 = -2;
 
+/// Kafka's longest topic name (`Topic.MAX_NAME_LENGTH`).
+pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
+
+/// Kafka's topic name rule (`Topic.validate`): 1–249 characters from `[a-zA-Z0-9._-]`, not `.`
+/// or `..`. Every layer that names a directory or a znode after a topic relies on it: a `/`
+/// would escape the data dir, a space would break the space-separated checkpoint files.
+///
+/// # Errors
+/// A message saying which rule the name breaks.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the empty string is not allowed".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("'{name}' is not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LENGTH {
+        return Err(format!(
+            "'{name}' is longer than {MAX_TOPIC_NAME_LENGTH} characters"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "'{name}' contains {c:?}; only ASCII alphanumerics, '.', '_' and '-' are allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// A topic partition; its `Display` form (`t-0`) is also its directory name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {

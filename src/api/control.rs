@@ -98,6 +98,16 @@ pub(super) async fn leader_and_isr(
             .collect();
         return req.respond(&resp);
     }
+    // A controller names only legal topics; anything else is refused before it reaches a
+    // directory or a checkpoint (Kafka's INVALID_TOPIC_EXCEPTION).
+    let (states, illegal): (Vec<_>, Vec<_>) = states.into_iter().partition(|s| {
+        crate::common::validate_topic_name(s.topic_name.0.as_str()).is_ok()
+            && s.partition_index >= 0
+    });
+    for s in &illegal {
+        tracing::warn!(topic = %s.topic_name.0.as_str(), partition = s.partition_index,
+            controller = request.controller_id.0, "LeaderAndIsr names an illegal partition; refused");
+    }
     let parsed: Vec<(TopicPartition, LeaderAndIsrState)> = states
         .iter()
         .map(|s| {
@@ -157,9 +167,18 @@ pub(super) async fn leader_and_isr(
             ctx.coordinator.on_resignation(tp.partition);
         }
     }
-    resp.partition_errors = outcomes
-        .into_iter()
-        .map(|(tp, r)| {
+    resp.partition_errors = illegal
+        .iter()
+        .map(|s| {
+            partition_error(
+                &s.topic_name,
+                s.partition_index,
+                ResponseError::InvalidTopicException.code(),
+            )
+        })
+        .collect();
+    resp.partition_errors
+        .extend(outcomes.into_iter().map(|(tp, r)| {
             let code = match r {
                 Ok(()) => NONE,
                 // The request's leader epoch was not newer than ours (reference §4).
@@ -175,8 +194,7 @@ pub(super) async fn leader_and_isr(
                 tp.partition,
                 code,
             )
-        })
-        .collect();
+        }));
     req.respond(&resp)
 }
 

@@ -8,9 +8,6 @@ use rand::Rng;
 
 use crate::zk::{KafkaZkClient, ZkError};
 
-/// Kafka's maximum topic name length.
-pub const MAX_TOPIC_NAME_LEN: usize = 249;
-
 /// What a topic creation asks for.
 #[derive(Debug, Clone)]
 pub struct TopicSpec {
@@ -43,32 +40,7 @@ pub enum AdminError {
     Zk(#[from] ZkError),
 }
 
-/// Kafka's topic name rule: 1–249 characters from `[a-zA-Z0-9._-]`, not `.` or `..`.
-///
-/// # Errors
-/// A message saying which rule the name breaks.
-pub fn validate_topic_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the empty string is not allowed".into());
-    }
-    if name == "." || name == ".." {
-        return Err(format!("'{name}' is not allowed"));
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return Err(format!(
-            "'{name}' is longer than {MAX_TOPIC_NAME_LEN} characters"
-        ));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        return Err(format!(
-            "'{name}' contains '{c}'; only ASCII alphanumerics, '.', '_' and '-' are allowed"
-        ));
-    }
-    Ok(())
-}
+pub use crate::common::validate_topic_name;
 
 /// Kafka's rack-unaware placement (reference §1 "Default placement"): replica 0 of partition p on
 /// `b[(p+start)%n]`, the others spread by a shift that grows every n partitions.

@@ -228,6 +228,20 @@ impl LogManager {
         if let Some(log) = self.get_log(tp) {
             return Ok(log);
         }
+        // The directory and every checkpoint line are named after the partition: a name outside
+        // Kafka's rule could escape the data dir or make the checkpoints unparsable.
+        if let Err(reason) = crate::common::validate_topic_name(&tp.topic) {
+            return Err(LogError::InvalidArgument {
+                topic_partition: tp.to_string(),
+                reason: format!("illegal topic name: {reason}"),
+            });
+        }
+        if tp.partition < 0 {
+            return Err(LogError::InvalidArgument {
+                topic_partition: tp.to_string(),
+                reason: "negative partition".into(),
+            });
+        }
         let _creating = lock(&self.inner.create_lock);
         if let Some(log) = self.get_log(tp) {
             return Ok(log);

@@ -33,6 +33,8 @@ mod types;
 #[cfg(test)]
 mod fd_tests;
 #[cfg(test)]
+mod name_tests;
+#[cfg(test)]
 mod tests;
 
 pub use checkpoint::batched_sync;

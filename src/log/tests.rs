@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 1024,
         index_interval_bytes: 128,
@@ -24,7 +24,7 @@ fn start_with(dirs: &[PathBuf], config: LogConfig) -> LogManager {
     LogManager::startup(dirs, 1, "cluster-a", config, &move |_| per_topic.clone()).unwrap()
 }
 
-fn start(dir: &Path) -> LogManager {
+pub(super) fn start(dir: &Path) -> LogManager {
     start_with(&[dir.to_path_buf()], small_config())
 }
 

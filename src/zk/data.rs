@@ -18,10 +18,10 @@ use super::error::CodecError;
 pub const BROKER_JSON_VERSION: i64 = 5;
 /// Version written to `/brokers/topics/<t>` (2.8 adds `topic_id`).
 pub const TOPIC_JSON_VERSION: i64 = 3;
+/// Kafka's `Topic.MAX_NAME_LENGTH`.
+pub use crate::common::MAX_TOPIC_NAME_LENGTH;
 /// `leader` value meaning "no leader".
 pub use crate::common::NO_LEADER;
-/// Kafka's `Topic.MAX_NAME_LENGTH`.
-pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 
 /// Security protocol of a listener, with Kafka's wire ids (used in UpdateMetadata).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -576,27 +576,7 @@ pub fn decode_partition_list(bytes: &[u8]) -> Result<Vec<(String, i32)>, CodecEr
 
 // ---- validation (AdminZkClient.validateTopicCreate, Topic.validate) ----
 
-/// Kafka's legal topic names: 1–249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn validate_topic_name(topic: &str) -> Result<(), String> {
-    if topic.is_empty() {
-        return Err("the name is empty".to_string());
-    }
-    if topic == "." || topic == ".." {
-        return Err("'.' and '..' are not allowed".to_string());
-    }
-    if topic.len() > MAX_TOPIC_NAME_LENGTH {
-        return Err(format!("longer than {MAX_TOPIC_NAME_LENGTH} characters"));
-    }
-    match topic
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-    {
-        Some(c) => Err(format!(
-            "illegal character {c:?}; only [a-zA-Z0-9._-] are allowed"
-        )),
-        None => Ok(()),
-    }
-}
+pub use crate::common::validate_topic_name;
 
 /// Two names collide when they differ only by `.` versus `_` (metric names would clash).
 pub fn topics_collide(a: &str, b: &str) -> bool {
