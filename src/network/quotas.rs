@@ -61,7 +61,11 @@ impl ConnectionQuotas {
     /// Returns once the broker is below `max.connections` (Kafka's `waitForConnectionSlot`).
     pub async fn wait_for_room(&self) {
         loop {
+            // Registered before the check, so a close between the check and the wait still
+            // wakes this listener.
             let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             if self.counts().total < self.config.max_connections {
                 return;
             }
