@@ -15,6 +15,7 @@
 //! - [`util`]: ports, binary lookup, polling, log tails
 //! - [`controller_bench`]: `gregor-bench controller`, the controller benchmark (not a test)
 //! - [`latency`]: the end-to-end latency benchmark behind `gregor-bench --latency`
+//! - [`python`]: the venv with the PyPI clients (aiokafka, kafka-python 3.x)
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -35,6 +36,7 @@ pub mod controller_bench;
 pub mod latency;
 pub mod local_zk;
 pub mod proxy;
+pub mod python;
 pub mod util;
 pub mod zookeeper;
 

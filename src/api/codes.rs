@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 use crate::controller::admin::AdminError;
 use crate::controller::ShutdownError;
 use crate::coordinator::GroupError;
+use crate::log::ValidationError;
 use crate::replication::ReplicaError;
 
 /// Kafka's `Errors.NONE`: the one code [`ResponseError`], which lists failures only, lacks.
@@ -31,6 +32,16 @@ pub(crate) fn replica(e: &ReplicaError) -> ResponseError {
         ReplicaError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
         ReplicaError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
         ReplicaError::Storage(_) => ResponseError::KafkaStorageError,
+        ReplicaError::Rejected(v) => match v {
+            ValidationError::InvalidRecord(_) => ResponseError::InvalidRecord,
+            ValidationError::Corrupt(_) => ResponseError::CorruptMessage,
+            ValidationError::Records {
+                invalid_timestamp: true,
+                ..
+            } => ResponseError::InvalidTimestamp,
+            ValidationError::Records { .. } => ResponseError::InvalidRecord,
+            ValidationError::TooLarge(_) => ResponseError::MessageTooLarge,
+        },
     }
 }
 
@@ -126,6 +137,34 @@ mod tests {
             (ReplicaError::FencedLeaderEpoch, 74),
             (ReplicaError::UnknownLeaderEpoch, 75),
             (ReplicaError::Storage("disk".into()), 56),
+            (
+                ReplicaError::Rejected(ValidationError::InvalidRecord("count".into())),
+                87,
+            ),
+            (
+                ReplicaError::Rejected(ValidationError::Corrupt("gzip".into())),
+                2,
+            ),
+            (
+                ReplicaError::Rejected(ValidationError::Records {
+                    invalid_timestamp: true,
+                    message: "ts".into(),
+                    errors: vec![],
+                }),
+                32,
+            ),
+            (
+                ReplicaError::Rejected(ValidationError::Records {
+                    invalid_timestamp: false,
+                    message: "key".into(),
+                    errors: vec![],
+                }),
+                87,
+            ),
+            (
+                ReplicaError::Rejected(ValidationError::TooLarge("big".into())),
+                10,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(error_code(&e), code, "{e}");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::keys::{broker_key, ms_per_unit, BrokerKey};
 use super::value::{invalid, parse, Value};
 use super::{local_hostname, parse_listeners, ConfigError, KafkaConfig, Listener};
-use crate::log::TimestampType;
+use crate::log::{CompressionType, TimestampType};
 
 /// The broker's static configuration seen through the key table.
 pub(crate) struct Props<'a> {
@@ -237,6 +237,17 @@ fn timestamp_type(p: &Props) -> Result<TimestampType, ConfigError> {
     })
 }
 
+/// A `compression.type` value; the key's validator already refused unknown codecs.
+pub(super) fn compression_type(
+    p: &Props,
+    key: &'static str,
+) -> Result<CompressionType, ConfigError> {
+    Ok(p.text(key)?
+        .as_deref()
+        .and_then(CompressionType::parse)
+        .unwrap_or_default())
+}
+
 impl KafkaConfig {
     /// Builds the configuration from a key/value map (the parsed file plus overrides).
     ///
@@ -307,6 +318,9 @@ impl KafkaConfig {
             log_flush_start_offset_checkpoint_interval_ms: p
                 .at_least("log.flush.start.offset.checkpoint.interval.ms", 1)?,
             log_message_timestamp_type: timestamp_type(&p)?,
+            log_message_timestamp_difference_max_ms: p
+                .num("log.message.timestamp.difference.max.ms")?,
+            compression_type: compression_type(&p, "compression.type")?,
             log_cleanup_policy_delete: cleanup.iter().any(|c| c == "delete"),
             log_cleanup_policy_compact: cleanup.iter().any(|c| c == "compact"),
             log_segment_delete_delay_ms: p.num("log.segment.delete.delay.ms")?,

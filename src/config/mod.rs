@@ -22,7 +22,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::log::{LogConfig, TimestampType};
+use crate::log::{CompressionType, LogConfig, TimestampType};
 pub use topic::{topic_log_config, unclean_leader_election_enable, validate_topic_configs};
 use value::invalid;
 
@@ -121,6 +121,9 @@ pub struct KafkaConfig {
     pub log_flush_offset_checkpoint_interval_ms: u64,
     pub log_flush_start_offset_checkpoint_interval_ms: u64,
     pub log_message_timestamp_type: TimestampType,
+    pub log_message_timestamp_difference_max_ms: i64,
+    /// Broker `compression.type`, the default of every topic's.
+    pub compression_type: CompressionType,
     pub log_cleanup_policy_delete: bool,
     pub log_cleanup_policy_compact: bool,
     pub log_segment_delete_delay_ms: u64,
@@ -263,6 +266,8 @@ impl KafkaConfig {
             retention_bytes: self.log_retention_bytes,
             max_message_bytes: self.message_max_bytes,
             message_timestamp_type: self.log_message_timestamp_type,
+            message_timestamp_difference_max_ms: self.log_message_timestamp_difference_max_ms,
+            compression_type: self.compression_type,
             flush_interval_messages: self.log_flush_interval_messages,
             flush_interval_ms: self.log_flush_interval_ms,
             file_delete_delay_ms: self.log_segment_delete_delay_ms,

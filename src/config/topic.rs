@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::keys::{topic_key, TopicKey};
 use super::value::{invalid, parse, Value};
 use super::{ConfigError, KafkaConfig};
-use crate::log::{LogConfig, TimestampType};
+use crate::log::{CompressionType, LogConfig, TimestampType};
 
 fn parse_key(key: &TopicKey, raw: &str) -> Result<Value, ConfigError> {
     parse(key.name, key.ty, key.validator, raw)
@@ -55,6 +55,12 @@ fn apply(c: &mut LogConfig, name: &'static str, v: &Value) -> Result<(), ConfigE
                 "LogAppendTime" => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             }
+        }
+        "message.timestamp.difference.max.ms" => {
+            c.message_timestamp_difference_max_ms = v.num(name)?
+        }
+        "compression.type" => {
+            c.compression_type = CompressionType::parse(&v.render()).unwrap_or_default()
         }
         "cleanup.policy" => {
             let items = v.items();

@@ -2,6 +2,8 @@
 //! intervals. Defaults are Kafka 2.8's (`crate::config` pins them to its key table in a test);
 //! `crate::config::topic_log_config` builds a topic's config from its overrides.
 
+use crate::protocol::batch::CompressionCodec;
+
 /// Which timestamp a topic stores in MaxTimestamp (`message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampType {
@@ -20,6 +22,47 @@ impl TimestampType {
     }
 }
 
+/// A topic's `compression.type`: which codec the leader stores batches in. `producer` keeps
+/// each batch's own codec; any other value makes the leader recompress batches that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionType {
+    #[default]
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl CompressionType {
+    /// Kafka's spelling, ignoring case as `BrokerCompressionCodec` does; `None` for anything else.
+    pub fn parse(value: &str) -> Option<CompressionType> {
+        Some(match value.to_ascii_lowercase().as_str() {
+            "producer" => CompressionType::Producer,
+            "uncompressed" => CompressionType::Uncompressed,
+            "gzip" => CompressionType::Gzip,
+            "snappy" => CompressionType::Snappy,
+            "lz4" => CompressionType::Lz4,
+            "zstd" => CompressionType::Zstd,
+            _ => return None,
+        })
+    }
+
+    /// The codec a batch written with `source` is stored in (Kafka's
+    /// `BrokerCompressionCodec.getTargetCompressionCodec`).
+    pub fn target(self, source: CompressionCodec) -> CompressionCodec {
+        match self {
+            CompressionType::Producer => source,
+            CompressionType::Uncompressed => CompressionCodec::None,
+            CompressionType::Gzip => CompressionCodec::Gzip,
+            CompressionType::Snappy => CompressionCodec::Snappy,
+            CompressionType::Lz4 => CompressionCodec::Lz4,
+            CompressionType::Zstd => CompressionCodec::Zstd,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     pub segment_bytes: u64,
@@ -34,13 +77,17 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     pub max_message_bytes: i32,
     pub message_timestamp_type: TimestampType,
+    /// `message.timestamp.difference.max.ms`: how far a CreateTime record's timestamp may be
+    /// from the broker's clock.
+    pub message_timestamp_difference_max_ms: i64,
+    pub compression_type: CompressionType,
     pub flush_interval_messages: u64,
     pub flush_interval_ms: i64,
     pub file_delete_delay_ms: u64,
     /// `cleanup.policy` contains `delete`: time/size retention applies.
     pub cleanup_policy_delete: bool,
-    /// `cleanup.policy` contains `compact`. Recorded for DescribeConfigs; this storage layer
-    /// does not compact.
+    /// `cleanup.policy` contains `compact`: records must have keys (the log cleaner itself
+    /// does not exist yet).
     pub cleanup_policy_compact: bool,
     pub min_insync_replicas: i32,
     pub unclean_leader_election_enable: bool,
@@ -58,6 +105,8 @@ impl Default for LogConfig {
             retention_bytes: -1,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_difference_max_ms: i64::MAX,
+            compression_type: CompressionType::Producer,
             flush_interval_messages: i64::MAX as u64,
             flush_interval_ms: i64::MAX,
             file_delete_delay_ms: 60_000,

@@ -2,6 +2,7 @@
 //! reading the log line) needs, so request handlers can map them to Kafka error codes
 //! without string matching.
 
+use super::validator::ValidationError;
 use crate::protocol::batch::BatchError;
 use crate::util::fd_limit;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ pub enum LogError {
     CorruptCheckpoint { path: PathBuf, reason: String },
     #[error("invalid record batch: {0}")]
     InvalidBatch(#[from] BatchError),
+    /// A client batch that Kafka's `LogValidator` rules refuse.
+    #[error("{0}")]
+    Rejected(#[from] ValidationError),
     #[error("offset {offset} is out of range for {topic_partition} (log start {log_start}, log end {log_end})")]
     OffsetOutOfRange {
         topic_partition: String,

@@ -9,8 +9,10 @@
 //!   header scanning (`scan`); startup recovery (`recovery`).
 //! - [`LeaderEpochCache`] (`epoch_cache`) and the text checkpoint files (`checkpoint`).
 //! - [`LogConfig`] with Kafka's topic-level overrides (`config`), [`LogError`] (`error`).
+//! - Kafka's `LogValidator` for batches from clients (`validator`).
 //!
-//! Batches are handled as opaque RecordBatch v2 bytes; only the 61-byte header is read.
+//! Batches are stored and served as opaque RecordBatch v2 bytes. Only the leader's append of a
+//! client batch walks its records (to validate them); every other path reads the 61-byte header.
 
 mod checkpoint;
 mod config;
@@ -29,6 +31,7 @@ mod scan;
 mod segment;
 mod time_index;
 mod types;
+mod validator;
 
 #[cfg(test)]
 mod fd_tests;
@@ -36,11 +39,14 @@ mod fd_tests;
 mod name_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validator_tests;
 
 pub use checkpoint::batched_sync;
-pub use config::{BackgroundIntervals, LogConfig, TimestampType};
+pub use config::{BackgroundIntervals, CompressionType, LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;
 pub use manager::{HighWatermarkFn, LogManager, CLEAN_SHUTDOWN_FILE};
 pub use partition_log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 pub use types::{AppendInfo, ReadInfo, TopicPartition};
+pub use validator::{RecordError, ValidationError};

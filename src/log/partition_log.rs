@@ -13,6 +13,7 @@ use super::error::{IoContext, LogError};
 use super::recovery::{self, LoadParams};
 use super::segment::{BatchMeta, LogSegment};
 use super::types::{AppendInfo, ReadInfo, TopicPartition};
+use super::validator;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::util::clock::now_ms;
 use crate::util::sync::{read, write};
@@ -187,8 +188,10 @@ impl Log {
         Ok(())
     }
 
-    /// Leader append of one batch that the produce path already validated: assigns offsets
-    /// from the LEO, stamps `leader_epoch` and, for LogAppendTime topics, the broker time.
+    /// Leader append of one client batch whose framing and CRC the produce path checked:
+    /// validates its records as Kafka's `LogValidator` does (which may rebuild it), assigns
+    /// offsets from the LEO, stamps `leader_epoch` and the max timestamp (the broker time for
+    /// LogAppendTime topics).
     pub fn append_as_leader(
         &self,
         batch: impl Into<Bytes>,
@@ -207,6 +210,18 @@ impl Log {
         }
         self.check_size(batch.len(), &config)?;
         let now = now_ms();
+        // Validation walks every record, so it runs before the lock: appends to this
+        // partition from other requests wait only for the write.
+        let validated = validator::validate_client_batch(&batch, &header, &config, now, &self.tp)?;
+        let (batch, header) = match validated.rebuilt {
+            Some(rebuilt) => {
+                let rebuilt = rebuilt.freeze();
+                self.check_size(rebuilt.len(), &config)?;
+                let header = BatchHeader::parse(&rebuilt)?;
+                (rebuilt, header)
+            }
+            None => (batch, header),
+        };
         // Only the 61-byte header changes: it is patched in a copy of its own and the records
         // are written straight from the request's buffer (no copy of record data).
         let mut head = [0u8; batch::HEADER_LEN];
@@ -219,7 +234,10 @@ impl Log {
                 batch::set_log_append_time_split(&mut head, rest, now)?;
                 (now, now)
             }
-            TimestampType::CreateTime => (-1, header.max_timestamp),
+            TimestampType::CreateTime => {
+                batch::set_max_timestamp_split(&mut head, rest, false, validated.max_timestamp)?;
+                (-1, validated.max_timestamp)
+            }
         };
         batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
         let mut segments = write(&self.segments);

@@ -5,8 +5,9 @@
 //! function here treats its input as untrusted (it may come from a socket or a damaged disk)
 //! and reports problems as [`BatchError`] instead of panicking.
 
-use bytes::{BufMut, BytesMut};
 use std::ops::Range;
+
+pub use super::batch_builder::{build_batch, RecordKv};
 
 /// Size of the fixed RecordBatch v2 header; records start right after it.
 pub const HEADER_LEN: usize = 61;
@@ -21,10 +22,10 @@ const BASE_OFFSET_OFFSET: usize = 0;
 const LENGTH_OFFSET: usize = 8;
 const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
 const MAGIC_OFFSET: usize = 16;
-const CRC_OFFSET: usize = 17;
+pub(crate) const CRC_OFFSET: usize = 17;
 /// The CRC covers everything from the attributes to the end, so offsets and epochs can be
 /// rewritten by the leader without recomputing it.
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 const ATTRIBUTES_OFFSET: usize = 21;
 const LAST_OFFSET_DELTA_OFFSET: usize = 23;
 const BASE_TIMESTAMP_OFFSET: usize = 27;
@@ -61,17 +62,8 @@ pub enum BatchError {
     NegativeRecordCount(i32),
     #[error("last offset delta {0} is negative")]
     NegativeLastOffsetDelta(i32),
-    #[error(
-        "record count {record_count} does not match last offset delta {last_offset_delta} + 1"
-    )]
-    RecordCountMismatch {
-        record_count: i32,
-        last_offset_delta: i32,
-    },
     #[error("unknown compression codec id {0}")]
     UnknownCompression(u8),
-    #[error("clients may not write control batches")]
-    ControlBatchFromClient,
 }
 
 /// Compression codec named by attribute bits 0–2.
@@ -84,6 +76,20 @@ pub enum CompressionCodec {
     Zstd,
     /// Ids 5–7 are reserved; kept distinct so a caller can reject them with the value.
     Unknown(u8),
+}
+
+impl CompressionCodec {
+    /// The id in attribute bits 0–2.
+    pub fn id(self) -> u8 {
+        match self {
+            CompressionCodec::None => 0,
+            CompressionCodec::Gzip => 1,
+            CompressionCodec::Snappy => 2,
+            CompressionCodec::Lz4 => 3,
+            CompressionCodec::Zstd => 4,
+            CompressionCodec::Unknown(id) => id,
+        }
+    }
 }
 
 /// The decoded fixed header of one RecordBatch v2.
@@ -246,9 +252,9 @@ pub fn verify_crc(buf: &[u8]) -> Result<(), BatchError> {
     Ok(())
 }
 
-/// Produce-path validation: `buf` must be exactly one well-formed v2 batch with a valid CRC,
-/// a known codec, a record count consistent with its offsets (Kafka's client-origin check),
-/// and not a control batch.
+/// Produce-path framing: `buf` must be exactly one well-formed v2 batch with a valid CRC and a
+/// known codec. What the records hold, and the client rules on the header (record count,
+/// control bit, producer fields), are the log validator's.
 pub fn validate_single_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(buf)?;
     let size = header.total_size();
@@ -261,15 +267,6 @@ pub fn validate_single_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     verify_crc(buf)?;
     if let CompressionCodec::Unknown(id) = header.compression_codec() {
         return Err(BatchError::UnknownCompression(id));
-    }
-    if i64::from(header.record_count) != i64::from(header.last_offset_delta) + 1 {
-        return Err(BatchError::RecordCountMismatch {
-            record_count: header.record_count,
-            last_offset_delta: header.last_offset_delta,
-        });
-    }
-    if header.is_control() {
-        return Err(BatchError::ControlBatchFromClient);
     }
     Ok(header)
 }
@@ -390,8 +387,28 @@ pub fn set_log_append_time_split(
     rest: &[u8],
     ts_ms: i64,
 ) -> Result<(), BatchError> {
+    set_max_timestamp_split(head, rest, true, ts_ms)
+}
+
+/// Sets MaxTimestamp (and the LogAppendTime bit when `log_append_time`) in a header held apart
+/// from the rest of its batch, recomputing the CRC over both parts; nothing changes, and no
+/// CRC is computed, when both already hold those values (Kafka's `setMaxTimestamp`).
+pub fn set_max_timestamp_split(
+    head: &mut [u8],
+    rest: &[u8],
+    log_append_time: bool,
+    ts_ms: i64,
+) -> Result<(), BatchError> {
     require_header(head)?;
-    let attributes = get_i16(head, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_MASK;
+    let old = get_i16(head, ATTRIBUTES_OFFSET);
+    let attributes = if log_append_time {
+        old | TIMESTAMP_TYPE_MASK
+    } else {
+        old & !TIMESTAMP_TYPE_MASK
+    };
+    if attributes == old && get_i64(head, MAX_TIMESTAMP_OFFSET) == ts_ms {
+        return Ok(());
+    }
     put(head, ATTRIBUTES_OFFSET, &attributes.to_be_bytes());
     put(head, MAX_TIMESTAMP_OFFSET, &ts_ms.to_be_bytes());
     let crc = crc32c::crc32c_append(crc32c::crc32c(&head[CRC_START..HEADER_LEN]), rest);
@@ -478,77 +495,10 @@ pub fn record_offsets_and_timestamps(batch: &[u8]) -> Option<Vec<(i64, i64)>> {
     uncompressed_records(batch).map(|rs| rs.iter().map(|r| (r.offset, r.timestamp)).collect())
 }
 
-fn put_unsigned_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i32) {
-    put_unsigned_varint(out, u64::from(((v << 1) ^ (v >> 31)) as u32));
-}
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    put_unsigned_varint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn put_nullable_bytes(out: &mut Vec<u8>, value: Option<&[u8]>) {
-    match value {
-        Some(bytes) => {
-            put_varint(out, i32::try_from(bytes.len()).unwrap_or(i32::MAX));
-            out.extend_from_slice(bytes);
-        }
-        None => put_varint(out, -1),
-    }
-}
-
-/// A record's optional key and value, as taken by [`build_batch`].
-pub type RecordKv<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
-
-/// Encodes an uncompressed v2 batch of `(key, value)` records, all stamped with
-/// `base_timestamp` (CreateTime), no headers, no producer id: how the group coordinator writes
-/// `__consumer_offsets`, and what tests use to produce.
-pub fn build_batch(base_offset: i64, base_timestamp: i64, records: &[RecordKv<'_>]) -> BytesMut {
-    let mut body = Vec::new();
-    let mut record = Vec::new();
-    for (i, (key, value)) in records.iter().enumerate() {
-        record.clear();
-        record.push(0); // record attributes, unused in v2
-        put_varlong(&mut record, 0);
-        put_varint(&mut record, i32::try_from(i).unwrap_or(i32::MAX));
-        put_nullable_bytes(&mut record, *key);
-        put_nullable_bytes(&mut record, *value);
-        put_varint(&mut record, 0); // header count
-        put_varint(&mut body, i32::try_from(record.len()).unwrap_or(i32::MAX));
-        body.extend_from_slice(&record);
-    }
-    let count = i32::try_from(records.len()).unwrap_or(i32::MAX);
-    let total = HEADER_LEN + body.len();
-    let mut buf = BytesMut::with_capacity(total);
-    buf.put_i64(base_offset);
-    buf.put_i32(i32::try_from(total - LOG_OVERHEAD).unwrap_or(i32::MAX));
-    buf.put_i32(-1); // partition leader epoch: assigned by the leader
-    buf.put_i8(MAGIC_V2);
-    buf.put_u32(0); // CRC, filled below
-    buf.put_i16(0);
-    buf.put_i32((count - 1).max(0));
-    buf.put_i64(base_timestamp);
-    buf.put_i64(base_timestamp);
-    buf.put_i64(-1);
-    buf.put_i16(-1);
-    buf.put_i32(-1);
-    buf.put_i32(count);
-    buf.put_slice(&body);
-    let crc = compute_crc(&buf);
-    put(&mut buf, CRC_OFFSET, &crc.to_be_bytes());
-    buf
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use proptest::prelude::*;
 
     fn sample() -> BytesMut {
@@ -595,13 +545,6 @@ mod tests {
         assert_eq!(h.producer_id, -1);
         assert_eq!(h.compression_codec(), CompressionCodec::None);
         assert!(!h.is_log_append_time() && !h.is_transactional() && !h.is_control());
-    }
-
-    #[test]
-    fn record_encoding_matches_kafka_layout() {
-        let b = build_batch(0, 5, &[(Some(b"a".as_slice()), Some(b"bc".as_slice()))]);
-        // length=9 (zigzag 18), attrs 0, tsDelta 0, offDelta 0, keyLen 1 (2), 'a', valLen 2 (4), "bc", headers 0
-        assert_eq!(&b[HEADER_LEN..], &[18, 0, 0, 0, 2, b'a', 4, b'b', b'c', 0]);
     }
 
     #[test]

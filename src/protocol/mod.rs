@@ -7,7 +7,9 @@
 //! ZooKeeper-era schemas). Record data stays as raw `Bytes` everywhere.
 
 pub mod batch;
+pub mod batch_builder;
 pub mod client;
+pub mod compression;
 pub mod frame;
 pub mod versions;
 

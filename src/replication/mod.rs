@@ -22,7 +22,7 @@ pub use partition::{
     FetchIsolation, IsrProposal, IsrWriteOutcome, LeaderAndIsrState, Partition, PartitionRead,
 };
 
-use crate::log::LogError;
+use crate::log::{LogError, ValidationError};
 
 /// Why a partition-level operation failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -57,6 +57,9 @@ pub enum ReplicaError {
     UnknownLeaderEpoch,
     #[error("storage error: {0}")]
     Storage(String),
+    /// A client batch refused by the log validator (nothing was written).
+    #[error("{0}")]
+    Rejected(ValidationError),
 }
 
 impl ReplicaError {
@@ -75,6 +78,7 @@ impl ReplicaError {
             },
             LogError::MessageTooLarge { size, max } => ReplicaError::MessageTooLarge { size, max },
             LogError::InvalidBatch(b) => ReplicaError::CorruptMessage(b.to_string()),
+            LogError::Rejected(v) => ReplicaError::Rejected(v),
             LogError::BatchLargerThanSegment {
                 size,
                 segment_bytes,

@@ -644,9 +644,19 @@ pub fn python() -> &'static str {
 /// Runs `script` with [`python`] and `args`; its stdout once it exits successfully within
 /// `timeout`, else an error with both outputs.
 pub async fn run_python(script: &str, args: &[&str], timeout: Duration) -> anyhow::Result<String> {
+    run_python_with(Path::new(python()), script, args, timeout).await
+}
+
+/// [`run_python`] with the given interpreter (e.g. the test venv's).
+pub async fn run_python_with(
+    interpreter: &Path,
+    script: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<String> {
     let out = tokio::time::timeout(
         timeout,
-        tokio::process::Command::new(python())
+        tokio::process::Command::new(interpreter)
             .arg("-c")
             .arg(script)
             .args(args)
@@ -654,10 +664,11 @@ pub async fn run_python(script: &str, args: &[&str], timeout: Duration) -> anyho
             .output(),
     )
     .await
-    .context("python timed out")??;
+    .with_context(|| format!("{} {args:?} timed out", interpreter.display()))??;
     ensure!(
         out.status.success(),
-        "python failed: {}{}",
+        "{} {args:?} failed: {}{}",
+        interpreter.display(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -23,3 +23,4 @@ mod raw;
 mod recovery;
 mod replication;
 mod shutdown;
+mod validation;

@@ -115,11 +115,12 @@ async fn malformed_requests_get_error_codes_or_closed_connections() -> anyhow::R
     batch[last] ^= 0xff;
     let code = produce_error(send_raw(addr, &produce_frame(batch.freeze())?, T).await?)?;
     ensure!(code == 2, "corrupt CRC: error code {code}");
-    // Two batches in one partition's records: also CORRUPT_MESSAGE.
+    // Two batches in one partition's records: INVALID_RECORD (87), as Kafka's
+    // ProduceRequest.validateRecords answers.
     let mut two = build_batch(0, 1, &[(None, Some(b"a"))]);
     two.extend_from_slice(&build_batch(0, 1, &[(None, Some(b"b"))]));
     let code = produce_error(send_raw(addr, &produce_frame(two.freeze())?, T).await?)?;
-    ensure!(code == 2, "two batches: error code {code}");
+    ensure!(code == 87, "two batches: error code {code}");
     // A valid batch goes in at offset 0: the corrupt ones left no trace.
     let ok = build_batch(0, 1, &[(None, Some(b"good"))]);
     let code = produce_error(send_raw(addr, &produce_frame(ok.freeze())?, T).await?)?;
