@@ -1,14 +1,16 @@
 //! Metadata (3), v0–8: live brokers, topics with leaders/replicas/ISR, the controller id, and topic
-//! auto-creation (reference §9 "Metadata semantics").
+//! auto-creation (reference §9 "Metadata semantics"). Each distinct requested name is answered
+//! once, as Kafka does; the request is decoded by `metadata_request` so duplicates cost nothing.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::codes::{self, NONE};
+use super::metadata_request;
 use super::{ApiContext, ApiError, Req, Response};
 use crate::controller::admin::{self, AdminError};
 use crate::metadata::Snapshot;
@@ -16,20 +18,20 @@ use crate::metadata::Snapshot;
 pub(crate) use crate::coordinator::store::OFFSETS_TOPIC;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
-    let request: MetadataRequest = req.decode()?;
+    let request =
+        metadata_request::parse(&req.body, req.version).map_err(|reason| ApiError::Malformed {
+            key: req.key,
+            version: req.version,
+            reason,
+        })?;
     let snap = ctx.metadata.snapshot();
     // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let requested: Option<Vec<String>> = match request.topics {
-        None => None,
+    let requested = match request.topics {
         Some(t) if t.is_empty() && req.version == 0 => None,
-        Some(t) => Some(
-            t.into_iter()
-                .filter_map(|t| t.name.map(|n| n.0.as_str().to_string()))
-                .collect(),
-        ),
+        other => other,
     };
-    let allow_auto_create = (req.version < 4 || request.allow_auto_topic_creation)
-        && ctx.config.auto_create_topics_enable;
+    let allow_auto_create =
+        request.allow_auto_topic_creation && ctx.config.auto_create_topics_enable;
 
     let mut topics = Vec::new();
     match requested {
@@ -42,11 +44,11 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         }
         Some(names) => {
             for name in names {
-                if snap.topics.contains_key(&name) {
-                    topics.push(topic_metadata(&snap, &name, req.version));
+                if snap.topics.contains_key(name) {
+                    topics.push(topic_metadata(&snap, name, req.version));
                     continue;
                 }
-                let code = if let Err(reason) = admin::validate_topic_name(&name) {
+                let code = if let Err(reason) = admin::validate_topic_name(name) {
                     tracing::debug!(topic = %name, %reason, "metadata for an invalid topic name");
                     ResponseError::InvalidTopicException.code()
                 } else if name == OFFSETS_TOPIC {
@@ -60,13 +62,13 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                     }
                     .code()
                 } else if allow_auto_create {
-                    auto_create(ctx, &name).await.code()
+                    auto_create(ctx, name).await.code()
                 } else {
                     ResponseError::UnknownTopicOrPartition.code()
                 };
                 let mut t = MetadataResponseTopic::default();
                 t.error_code = code;
-                t.name = Some(TopicName(StrBytes::from_string(name.clone())));
+                t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
                 t.is_internal = name == OFFSETS_TOPIC;
                 topics.push(t);
             }

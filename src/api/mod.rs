@@ -17,6 +17,7 @@ mod fetch_session;
 mod groups;
 mod list_offsets;
 mod metadata;
+mod metadata_request;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;

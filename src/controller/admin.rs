@@ -117,17 +117,27 @@ pub async fn create_topic(
                     live_brokers.len()
                 )));
             }
+            check_assignment_fits(spec, live_brokers)?;
             let n = live_brokers.len();
-            let mut rng = rand::thread_rng();
-            let start = rng.gen_range(0..n);
-            let shift = rng.gen_range(0..n);
-            assign_replicas_to_brokers(
-                live_brokers,
+            let (start, shift) = {
+                let mut rng = rand::thread_rng();
+                (rng.gen_range(0..n), rng.gen_range(0..n))
+            };
+            let (brokers, partitions, rf) = (
+                live_brokers.to_vec(),
                 spec.num_partitions,
                 spec.replication_factor,
-                start,
-                shift,
-            )
+            );
+            // Placement is proportional to the partition count; large ones run off the async
+            // workers so that other requests are not held up behind them.
+            let place = move || assign_replicas_to_brokers(&brokers, partitions, rf, start, shift);
+            if partitions > BLOCKING_PLACEMENT_PARTITIONS {
+                tokio::task::spawn_blocking(place)
+                    .await
+                    .map_err(|e| AdminError::InvalidRequest(format!("placement failed: {e}")))?
+            } else {
+                place()
+            }
         }
     };
     if validate_only {
@@ -144,6 +154,49 @@ pub async fn create_topic(
         Err(ZkError::TopicExists { .. }) => Err(AdminError::TopicExists(spec.name.clone())),
         Err(e) => Err(AdminError::Zk(e)),
     }
+}
+
+/// ZooKeeper's default `jute.maxbuffer`: no znode, and so no topic's assignment, can be larger.
+pub const ZNODE_MAX_BYTES: usize = 0xfffff;
+/// Partition counts above which the default placement runs on a blocking thread.
+const BLOCKING_PLACEMENT_PARTITIONS: i32 = 10_000;
+
+/// Size of the `"partitions"` object of `/brokers/topics/<t>` for `partitions` partitions of `rf`
+/// replicas each, every broker id taking at most `id_digits` digits: per partition
+/// `"<p>":[<ids>],`. Arithmetic, so an absurd count costs nothing to refuse.
+fn assignment_json_bytes(partitions: u64, rf: u64, id_digits: u64) -> u64 {
+    let mut digits = 0u64;
+    let (mut low, mut width) = (0u64, 1u64);
+    while low < partitions {
+        let high = (low.max(1) * 10).min(partitions);
+        digits += (high - low) * width;
+        low = high;
+        width += 1;
+    }
+    // quotes, colon, brackets and the trailing comma; ids and the commas between them
+    digits + partitions * (6 + rf * (id_digits + 1) - 1)
+}
+
+/// Refuses a default placement whose assignment znode ZooKeeper would not store, before
+/// anything proportional to the partition count is built.
+fn check_assignment_fits(spec: &TopicSpec, live: &[i32]) -> Result<(), AdminError> {
+    let id_digits = live
+        .iter()
+        .map(|b| b.unsigned_abs().to_string().len() as u64 + u64::from(*b < 0))
+        .max()
+        .unwrap_or(1);
+    let bytes = assignment_json_bytes(
+        u64::from(spec.num_partitions.unsigned_abs()),
+        u64::from(spec.replication_factor.unsigned_abs()),
+        id_digits,
+    );
+    if bytes > ZNODE_MAX_BYTES as u64 {
+        return Err(AdminError::InvalidPartitions(format!(
+            "{} partitions with replication factor {} need a {bytes}-byte assignment in /brokers/topics/{}, more than ZooKeeper's {ZNODE_MAX_BYTES}-byte znode limit (jute.maxbuffer)",
+            spec.num_partitions, spec.replication_factor, spec.name
+        )));
+    }
+    Ok(())
 }
 
 fn validate_assignment(a: &BTreeMap<i32, Vec<i32>>, live: &[i32]) -> Result<(), AdminError> {
@@ -213,6 +266,36 @@ mod tests {
             d.dedup();
             assert_eq!(d.len(), 3);
         }
+    }
+
+    #[test]
+    fn assignment_size_matches_the_znode_json() {
+        let a = assign_replicas_to_brokers(&[1, 2, 3], 1234, 3, 0, 0);
+        let json: String = a
+            .iter()
+            .map(|(p, r)| {
+                let ids: Vec<String> = r.iter().map(i32::to_string).collect();
+                format!("\"{p}\":[{}],", ids.join(","))
+            })
+            .collect();
+        assert_eq!(assignment_json_bytes(1234, 3, 1), json.len() as u64);
+        assert_eq!(assignment_json_bytes(0, 3, 1), 0);
+        assert_eq!(assignment_json_bytes(1, 1, 1), "\"0\":[1],".len() as u64);
+    }
+
+    #[test]
+    fn absurd_partition_counts_are_refused_with_the_limit() {
+        let spec = |n| TopicSpec {
+            name: "t".into(),
+            num_partitions: n,
+            replication_factor: 3,
+            assignment: None,
+            configs: BTreeMap::new(),
+        };
+        let err = check_assignment_fits(&spec(5_000_000), &[1, 2, 3]).unwrap_err();
+        assert!(err.to_string().contains("jute.maxbuffer"), "{err}");
+        assert!(check_assignment_fits(&spec(10_000), &[1, 2, 3]).is_ok());
+        assert!(check_assignment_fits(&spec(i32::MAX), &[1, 2, 3]).is_err());
     }
 
     #[test]

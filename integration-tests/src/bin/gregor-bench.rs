@@ -77,6 +77,34 @@ struct Args {
     /// Latency mode: leading seconds of each case left out of the figures.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
+    /// A broker process whose CPU time (user + system, from /proc) is reported per message
+    /// for the produce and the consume phase.
+    #[arg(long)]
+    broker_pid: Option<u32>,
+}
+
+/// User + system CPU seconds of process `pid` so far (/proc/<pid>/stat), or `None` if it
+/// cannot be read.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// Broker CPU microseconds per message between two [`cpu_seconds`] readings, as JSON.
+fn cpu_per_message(before: Option<f64>, after: Option<f64>, messages: usize) -> String {
+    match (before, after) {
+        (Some(b), Some(a)) if messages > 0 => {
+            format!("{:.3}", (a - b) * 1e6 / messages as f64)
+        }
+        _ => "null".into(),
+    }
 }
 
 fn percentile(sorted: &[u128], p: f64) -> f64 {
@@ -153,6 +181,8 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     let payload = vec![b'x'; a.size];
+    let cpu = || a.broker_pid.and_then(cpu_seconds);
+    let produce_cpu_before = cpu();
     let started = Instant::now();
     let mut inflight = Vec::with_capacity(a.messages);
     for i in 0..a.messages {
@@ -181,6 +211,7 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         }
     }
     let produce_secs = started.elapsed().as_secs_f64();
+    let produce_cpu = cpu_per_message(produce_cpu_before, cpu(), a.messages);
     latencies.sort_unstable();
 
     let consumer: BaseConsumer = ClientConfig::new()
@@ -194,6 +225,7 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    let consume_cpu_before = cpu();
     let started = Instant::now();
     let mut consumed = 0usize;
     let deadline = started + Duration::from_secs(600);
@@ -204,12 +236,14 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         }
     }
     let consume_secs = started.elapsed().as_secs_f64();
+    let consume_cpu = cpu_per_message(consume_cpu_before, cpu(), consumed);
     let mb = (a.messages * a.size) as f64 / 1e6;
     println!(
         "{{\"messages\":{},\"size\":{},\"acks\":\"{}\",\"partitions\":{},\
 \"produce\":{{\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\
-\"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}}}},\
-\"consume\":{{\"messages\":{},\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1}}}}}",
+\"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}},\"broker_cpu_us_per_msg\":{}}},\
+\"consume\":{{\"messages\":{},\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\
+\"broker_cpu_us_per_msg\":{}}}}}",
         a.messages,
         a.size,
         a.acks,
@@ -220,10 +254,12 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
+        produce_cpu,
         consumed,
         consume_secs,
         consumed as f64 / consume_secs,
         (consumed * a.size) as f64 / 1e6 / consume_secs,
+        consume_cpu,
     );
     if consumed < a.messages {
         bail!("consumed only {consumed} of {} messages", a.messages);
