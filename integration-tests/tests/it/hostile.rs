@@ -122,34 +122,10 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     ofe.topics = vec![ot];
     out.push(frame(&ofe, 3, 9).context("corpus: ofe v3")?);
 
-    // Control requests name a topic no test data lives in, at controller epoch 0 and broker
-    // epoch 0 (both stale): a mutation has to change both to get one obeyed, as a forged
-    // request would on a Kafka broker without authentication.
-    let mut lai = LeaderAndIsrRequest::default();
-    lai.controller_id = BrokerId(0);
-    lai.controller_epoch = 0;
-    lai.broker_epoch = 0;
-    let mut ps = leader_and_isr_request::LeaderAndIsrPartitionState::default();
-    ps.leader = BrokerId(0);
-    ps.isr = vec![BrokerId(0)];
-    ps.replicas = vec![BrokerId(0)];
-    let mut ts = leader_and_isr_request::LeaderAndIsrTopicState::default();
-    ts.topic_name = name("fuzz-control");
-    ts.partition_states = vec![ps];
-    lai.topic_states = vec![ts];
-    out.push(frame(&lai, 4, 10).context("corpus: lai v4")?);
-    let mut sr = StopReplicaRequest::default();
-    sr.controller_epoch = 0;
-    sr.broker_epoch = 0;
-    let mut st = stop_replica_request::StopReplicaTopicV1::default();
-    st.name = name("fuzz-control");
-    st.partition_indexes = vec![0];
-    sr.topics = vec![st];
-    out.push(frame(&sr, 2, 11).context("corpus: sr v2")?);
-    let mut um = UpdateMetadataRequest::default();
-    um.controller_epoch = 0;
-    um.broker_epoch = 0;
-    out.push(frame(&um, 6, 12).context("corpus: um v6")?);
+    // LeaderAndIsr, StopReplica and UpdateMetadata are left out: any of them that a mutation
+    // turns into a newer controller epoch is obeyed, as by an unauthenticated Kafka broker (a
+    // run saw UpdateMetadata at epoch 33554432 empty the broker list and fence the real
+    // controller). They need `control.plane.listener.name` (issue 10, scope 5) first.
     let mut cs = ControlledShutdownRequest::default();
     cs.broker_id = BrokerId(77);
     cs.broker_epoch = 0;
@@ -327,7 +303,8 @@ async fn mutated_requests_to_every_handler_lose_nothing_acknowledged() -> anyhow
     eprintln!("hostile: {answered} answered, {closed} closed the connection");
     metadata_ok(addr).await?;
     // Everything acknowledged before is still where it was acknowledged.
-    let read = clients::consume_all(&boot, TOPIC, 3, Duration::from_secs(60))?;
+    let read = clients::consume_all(&boot, TOPIC, 3, Duration::from_secs(60))
+        .map_err(|e| anyhow::anyhow!("{e:#}\nbroker log:\n{}", cluster.log_tail(0, 80)))?;
     for (p, offset, i) in &acked {
         let found = read
             .get(p)
