@@ -12,6 +12,14 @@ pub const NO_LEADER: i32 = -1;
 /// (Kafka's `LeaderAndIsr.LeaderDuringDelete`): brokers drop it from their metadata.
 pub const LEADER_DURING_DELETE: i32 = -2;
 
+/// Leader epoch of a StopReplica partition that carries none (before v3): skips the epoch
+/// check (Kafka's `LeaderAndIsr.NoEpoch`).
+pub const NO_EPOCH: i32 = -1;
+
+/// Leader epoch the controller sends in StopReplica while deleting a topic, whose epoch is not
+/// bumped: stops the replica whatever its epoch (Kafka's `LeaderAndIsr.EpochDuringDelete`).
+pub const EPOCH_DURING_DELETE: i32 = -2;
+
 /// Kafka's longest topic name (`Topic.MAX_NAME_LENGTH`).
 pub const MAX_TOPIC_NAME_LENGTH: usize = 249;
 

@@ -22,6 +22,7 @@ use kafka_protocol::ResponseError;
 
 use super::codes::NONE;
 use super::{error_code, ApiContext, ApiError, Req, Response};
+use crate::common::NO_EPOCH;
 use crate::coordinator::store::OFFSETS_TOPIC;
 use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
@@ -322,7 +323,9 @@ pub(super) async fn stop_replica(
     req: &Req,
 ) -> Result<Option<Response>, ApiError> {
     let request: StopReplicaRequest = req.decode()?;
-    let partitions: Vec<(TopicPartition, bool)> = match req.version {
+    // (partition, delete, leader epoch); before v3 there is no epoch, and Kafka's NoEpoch (-1)
+    // skips the fencing.
+    let partitions: Vec<(TopicPartition, bool, i32)> = match req.version {
         0 => request
             .ungrouped_partitions
             .iter()
@@ -333,6 +336,7 @@ pub(super) async fn stop_replica(
                         partition: p.partition_index,
                     },
                     request.delete_partitions,
+                    NO_EPOCH,
                 )
             })
             .collect(),
@@ -347,6 +351,7 @@ pub(super) async fn stop_replica(
                             partition: *p,
                         },
                         request.delete_partitions,
+                        NO_EPOCH,
                     )
                 })
             })
@@ -362,6 +367,7 @@ pub(super) async fn stop_replica(
                             partition: p.partition_index,
                         },
                         p.delete_partition,
+                        p.leader_epoch,
                     )
                 })
             })
@@ -378,46 +384,54 @@ pub(super) async fn stop_replica(
     let outcomes: Vec<(TopicPartition, i16)> = match top_error {
         Some(code) => {
             resp.error_code = code;
-            partitions.into_iter().map(|(tp, _)| (tp, code)).collect()
+            partitions
+                .into_iter()
+                .map(|(tp, _, _)| (tp, code))
+                .collect()
         }
         None => {
-            for (tp, _) in partitions
-                .iter()
-                .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
-            {
-                ctx.coordinator.on_resignation(tp.partition);
-            }
             // Renames and fsyncs of thousands of directories stay off the runtime's threads,
             // so the ZooKeeper session and other connections keep being served meanwhile.
             let replicas = ctx.replicas.clone();
-            let names: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
-            match tokio::task::spawn_blocking(move || replicas.stop_replicas(partitions)).await {
-                Ok(outcomes) => outcomes,
-                Err(e) => {
-                    tracing::error!(error = %e, "StopReplica task failed");
-                    names
-                        .into_iter()
-                        .map(|tp| {
-                            (
-                                tp,
-                                Err(crate::replication::ReplicaError::Storage(format!(
-                                    "StopReplica failed: {e}"
-                                ))),
-                            )
-                        })
-                        .collect()
+            let names: Vec<TopicPartition> =
+                partitions.iter().map(|(tp, _, _)| tp.clone()).collect();
+            let outcomes =
+                match tokio::task::spawn_blocking(move || replicas.stop_replicas(partitions)).await
+                {
+                    Ok(outcomes) => outcomes,
+                    Err(e) => {
+                        tracing::error!(error = %e, "StopReplica task failed");
+                        names
+                            .into_iter()
+                            .map(|tp| {
+                                (
+                                    tp,
+                                    Err(crate::replication::ReplicaError::Storage(format!(
+                                        "StopReplica failed: {e}"
+                                    ))),
+                                )
+                            })
+                            .collect()
+                    }
+                };
+            // Only a stopped offsets partition is resigned; a fenced one is still this
+            // broker's (Kafka resigns on NONE only).
+            for (tp, r) in &outcomes {
+                if tp.topic == OFFSETS_TOPIC && r.is_ok() {
+                    ctx.coordinator.on_resignation(tp.partition);
                 }
             }
+            outcomes
+                .into_iter()
+                .map(|(tp, r)| {
+                    let code = match r {
+                        Ok(()) => NONE,
+                        Err(e) => error_code(&e),
+                    };
+                    (tp, code)
+                })
+                .collect()
         }
-        .into_iter()
-        .map(|(tp, r)| {
-            let code = match r {
-                Ok(()) => NONE,
-                Err(e) => error_code(&e),
-            };
-            (tp, code)
-        })
-        .collect(),
     };
     resp.partition_errors = outcomes
         .into_iter()

@@ -26,11 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::channel::{ChannelManager, ControlRequest};
 use super::context::ControllerContext;
 use super::Event;
-use crate::common::{TopicPartition, LEADER_DURING_DELETE};
-
-/// StopReplica's leader epoch that tells a broker to skip its epoch check (Kafka's
-/// `EpochDuringDelete`, used with delete=true).
-const EPOCH_DURING_DELETE: i32 = -2;
+use crate::common::{TopicPartition, EPOCH_DURING_DELETE, LEADER_DURING_DELETE};
 
 /// Collects one event's requests per broker.
 #[derive(Default)]

@@ -18,6 +18,7 @@ use super::isr::{IsrRequest, PendingIsrChanges};
 use super::partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
 use super::purgatory::{Event, Interest, Purgatory};
 use super::ReplicaError;
+use crate::common::{EPOCH_DURING_DELETE, NO_EPOCH};
 use crate::log::{AppendInfo, LogConfig, LogManager, TopicPartition};
 use crate::metadata::MetadataCache;
 use crate::protocol::batch;
@@ -442,8 +443,27 @@ impl ReplicaManager {
     /// (all deletions of the request in one batch).
     pub fn stop_replicas(
         &self,
-        partitions: Vec<(TopicPartition, bool)>,
+        partitions: Vec<(TopicPartition, bool, i32)>,
     ) -> Vec<(TopicPartition, Result<(), ReplicaError>)> {
+        // Kafka's epoch rule: the sentinels and a newer epoch stop the replica; an epoch not
+        // newer than the hosted partition's is FENCED_LEADER_EPOCH and the replica stays.
+        let mut fenced = Vec::new();
+        let mut partitions_to_stop = Vec::with_capacity(partitions.len());
+        for (tp, delete, epoch) in partitions {
+            let current = self.partition(&tp).map(|p| p.leader_epoch());
+            match current {
+                Some(current)
+                    if epoch != NO_EPOCH && epoch != EPOCH_DURING_DELETE && epoch <= current =>
+                {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, epoch,
+                        current_epoch = current, delete,
+                        "ignoring StopReplica: its leader epoch is not newer than the partition's");
+                    fenced.push(tp);
+                }
+                _ => partitions_to_stop.push((tp, delete)),
+            }
+        }
+        let partitions = partitions_to_stop;
         let stopped: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
         self.inner.fetchers.remove_partitions(&stopped);
         {
@@ -471,6 +491,11 @@ impl ReplicaManager {
                 };
                 (tp, r)
             })
+            .chain(
+                fenced
+                    .into_iter()
+                    .map(|tp| (tp, Err(ReplicaError::FencedLeaderEpoch))),
+            )
             .collect();
         if !to_delete.is_empty() {
             tracing::info!(

@@ -1,6 +1,7 @@
 //! Control requests are not trusted with names: a LeaderAndIsr naming an illegal topic (a space,
 //! a path) is refused per partition with INVALID_TOPIC_EXCEPTION, creates no directory, and leaves
-//! every checkpoint file parseable.
+//! every checkpoint file parseable. StopReplica v3 partitions whose leader epoch is not newer
+//! than the hosted partition's are fenced (FENCED_LEADER_EPOCH), as in Kafka 2.8.
 
 use std::time::Duration;
 
@@ -10,7 +11,10 @@ use integration_tests::ClusterOptions;
 use kafka_protocol::messages::leader_and_isr_request::{
     LeaderAndIsrPartitionState, LeaderAndIsrTopicState,
 };
-use kafka_protocol::messages::{BrokerId, LeaderAndIsrRequest, TopicName};
+use kafka_protocol::messages::stop_replica_request::{
+    StopReplicaPartitionState, StopReplicaTopicState,
+};
+use kafka_protocol::messages::{BrokerId, LeaderAndIsrRequest, StopReplicaRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::clients;
@@ -135,5 +139,70 @@ async fn leader_and_isr_naming_an_illegal_topic_is_refused_and_touches_no_file(
     );
     metadata_ok(addr).await?;
     clients::wait_for_leaders(&cluster.bootstrap(), "ok", 2, Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// A StopReplica v3 for `topic`-0 with `leader_epoch`, delete=true, from the current controller.
+fn stop_replica(topic: &str, leader_epoch: i32, controller_epoch: i32) -> StopReplicaRequest {
+    let mut p = StopReplicaPartitionState::default();
+    p.partition_index = 0;
+    p.leader_epoch = leader_epoch;
+    p.delete_partition = true;
+    let mut t = StopReplicaTopicState::default();
+    t.topic_name = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partition_states = vec![p];
+    let mut req = StopReplicaRequest::default();
+    req.controller_id = BrokerId(0);
+    req.controller_epoch = controller_epoch;
+    req.broker_epoch = -1;
+    req.topic_states = vec![t];
+    req
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_replica_v3_with_a_leader_epoch_not_newer_is_fenced() -> anyhow::Result<()> {
+    const FENCED_LEADER_EPOCH: i16 = 74;
+    let cluster = clients::start_cluster(ClusterOptions::new(1)).await?;
+    let boot = cluster.bootstrap();
+    clients::create_topic(&boot, "fenced", 1, 1).await?;
+    let producer = clients::producer(&boot, "1")?;
+    clients::produce_keyed(&producer, "fenced", 5).await?;
+    let epoch = controller_epoch(&cluster).await?;
+    let dir = cluster.data_dir(0).join("fenced-0");
+    let mut conn = BrokerConnection::connect(
+        &cluster.broker_addr(0).to_string(),
+        "control-test",
+        Duration::from_secs(10),
+    )
+    .await?;
+
+    // The partition is at leader epoch 0: a StopReplica at epoch 0 must not delete it.
+    let resp = conn.send(&stop_replica("fenced", 0, epoch), 3).await?;
+    let code = resp.partition_errors.first().map(|e| e.error_code);
+    ensure!(code == Some(FENCED_LEADER_EPOCH), "epoch 0: {code:?}");
+    ensure!(
+        dir.exists(),
+        "the fenced StopReplica deleted {}",
+        dir.display()
+    );
+    let read = clients::consume_all(&boot, "fenced", 1, Duration::from_secs(30))?;
+    ensure!(
+        read.get(&0).map(Vec::len) == Some(5),
+        "read after the fenced request: {read:?}"
+    );
+
+    // The same request at a newer epoch is obeyed: the fencing was the only thing in the way.
+    let resp = conn.send(&stop_replica("fenced", 1, epoch), 3).await?;
+    let code = resp.partition_errors.first().map(|e| e.error_code);
+    ensure!(code == Some(0), "epoch 1: {code:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while dir.exists() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{} still there after an obeyed delete",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     Ok(())
 }

@@ -215,6 +215,11 @@ fn mutate(rng: &mut rand::rngs::StdRng, frame: &[u8]) -> Vec<u8> {
             }
         }
     }
+    // A mutated API key must not turn a frame into a controller request (LeaderAndIsr 4,
+    // StopReplica 5, UpdateMetadata 6): those are left out above, for the reason given there.
+    if f.len() >= 6 && matches!(i16::from_be_bytes([f[4], f[5]]), 4..=6) {
+        f[4..6].copy_from_slice(&frame[4..6]);
+    }
     if !rng.gen_bool(0.05) && f.len() >= 4 {
         let body = (f.len() - 4) as i32;
         f[..4].copy_from_slice(&body.to_be_bytes());
