@@ -1,6 +1,6 @@
 //! Fetch (1), v4–11: raw batches from the log, long poll, and incremental fetch sessions from v7
-//! (KIP-227, see `fetch_session`). Records go from the log's read buffer to the socket without
-//! another copy (see `fetch_encode`).
+//! (KIP-227, see `fetch_session`). Records are file ranges from the log, sent to the socket
+//! from the page cache (see `fetch_encode`).
 
 use std::collections::HashMap;
 
@@ -11,6 +11,7 @@ use super::fetch_encode::{self, PartitionOut, SessionFields, TopicOut};
 use super::fetch_session::{FetchContext, Outcome, SessionRequest, NO_SESSION};
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::common::TopicPartition;
+use crate::protocol::file_region::FileRegion;
 use crate::replication::{FetchParams, FetchPartitionRequest, FetchPartitionResult};
 
 /// The first version with fetch sessions; older requests are sessionless.
@@ -156,7 +157,7 @@ fn partition_out(r: &FetchPartitionResult) -> PartitionOut {
             high_watermark: f.high_watermark,
             last_stable_offset: f.high_watermark,
             log_start_offset: f.log_start_offset,
-            records: Bytes::new(),
+            records: FileRegion::default(),
         },
     }
 }

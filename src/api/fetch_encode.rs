@@ -1,10 +1,12 @@
-//! FetchResponse v4–11 encoded as a list of chunks, so record data read from the log goes to the
-//! socket without another copy: the small header and per-partition fields are written into
-//! chunks of their own, and each partition's records `Bytes` is passed through as-is (written
-//! with vectored I/O). The layout is the one kafka-protocol produces for these non-flexible
+//! FetchResponse v4–11 encoded as a list of chunks, so record data goes from the segment file to
+//! the socket without passing through memory: the small header and per-partition fields are
+//! written into chunks of their own, and each partition's records are the file range the log
+//! returned (sent with `sendfile(2)` by the network layer). The layout is the one kafka-protocol produces for these non-flexible
 //! versions; a test compares the two byte for byte.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::protocol::file_region::{Chunk, FileRegion};
 
 /// One partition of the response.
 #[derive(Debug, Clone)]
@@ -14,7 +16,7 @@ pub(super) struct PartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    pub records: FileRegion,
 }
 
 /// One topic of the response.
@@ -46,7 +48,7 @@ pub(super) fn encode(
     version: i16,
     session: SessionFields,
     topics: &[TopicOut],
-) -> Vec<Bytes> {
+) -> Vec<Chunk> {
     let mut size = 4 + 4 + if version >= 7 { 6 } else { 0 } + 4;
     let mut chunks_needed = 1;
     for t in topics {
@@ -86,13 +88,13 @@ pub(super) fn encode(
             }
             head.put_i32(p.records.len() as i32);
             if !p.records.is_empty() {
-                chunks.push(head.split().freeze());
-                chunks.push(p.records.clone());
+                chunks.push(Chunk::Mem(head.split().freeze()));
+                chunks.push(Chunk::File(p.records.clone()));
             }
         }
     }
     if !head.is_empty() {
-        chunks.push(head.freeze());
+        chunks.push(Chunk::Mem(head.freeze()));
     }
     chunks
 }
@@ -100,6 +102,7 @@ pub(super) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::file_region::concat;
     use crate::protocol::frame::encode_response;
     use kafka_protocol::messages::fetch_response::{
         FetchResponse, FetchableTopicResponse, PartitionData,
@@ -107,7 +110,19 @@ mod tests {
     use kafka_protocol::messages::TopicName;
     use kafka_protocol::protocol::StrBytes;
 
+    /// A segment-like file holding 1,007 bytes: 7 then 1,000 of them are fetched.
+    fn sample_file() -> (tempfile::TempDir, std::sync::Arc<std::fs::File>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000000.log");
+        let mut data = vec![1u8, 2, 3, 4, 5, 6, 7];
+        data.extend(std::iter::repeat_n(9u8, 1000));
+        std::fs::write(&path, data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        (dir, std::sync::Arc::new(file))
+    }
+
     fn sample() -> Vec<TopicOut> {
+        let (_dir, file) = sample_file();
         vec![
             TopicOut {
                 name: Bytes::from_static(b"orders"),
@@ -118,7 +133,7 @@ mod tests {
                         high_watermark: 42,
                         last_stable_offset: 42,
                         log_start_offset: 3,
-                        records: Bytes::from_static(&[1, 2, 3, 4, 5, 6, 7]),
+                        records: FileRegion::new(file.clone(), 0, 7),
                     },
                     PartitionOut {
                         index: 1,
@@ -126,7 +141,7 @@ mod tests {
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
-                        records: Bytes::new(),
+                        records: FileRegion::default(),
                     },
                 ],
             },
@@ -138,7 +153,7 @@ mod tests {
                     high_watermark: 9,
                     last_stable_offset: 9,
                     log_start_offset: 0,
-                    records: Bytes::from(vec![9u8; 1000]),
+                    records: FileRegion::new(file.clone(), 7, 1000),
                 }],
             },
         ]
@@ -167,7 +182,7 @@ mod tests {
                         }
                         // Kafka sends null for read_uncommitted fetches.
                         pd.aborted_transactions = None;
-                        pd.records = Some(p.records.clone());
+                        pd.records = Some(p.records.read().unwrap());
                         pd
                     })
                     .collect();
@@ -182,7 +197,7 @@ mod tests {
         let topics = sample();
         let none = SessionFields::default();
         for version in 4..=11 {
-            let ours: Vec<u8> = encode(77, version, none, &topics).concat();
+            let ours: Vec<u8> = concat(&encode(77, version, none, &topics)).unwrap();
             assert_eq!(ours, reference(version, none, &topics), "v{version}");
         }
         for version in 7..=11 {
@@ -190,16 +205,19 @@ mod tests {
                 error_code: 0,
                 session_id: 123_456_789,
             };
-            let ours: Vec<u8> = encode(77, version, session, &topics).concat();
+            let ours: Vec<u8> = concat(&encode(77, version, session, &topics)).unwrap();
             assert_eq!(ours, reference(version, session, &topics), "v{version}");
             let failed = SessionFields {
                 error_code: 70,
                 session_id: 0,
             };
-            let ours: Vec<u8> = encode(78, version, failed, &[]).concat();
+            let ours: Vec<u8> = concat(&encode(78, version, failed, &[])).unwrap();
             assert_eq!(ours, reference_with(78, version, failed), "v{version}");
         }
-        assert_eq!(encode(1, 11, none, &[]).concat(), reference_empty(11));
+        assert_eq!(
+            concat(&encode(1, 11, none, &[])).unwrap(),
+            reference_empty(11)
+        );
     }
 
     fn reference_empty(version: i16) -> Vec<u8> {
@@ -216,12 +234,13 @@ mod tests {
     }
 
     #[test]
-    fn records_are_passed_through_not_copied() {
+    fn records_are_passed_through_as_file_ranges() {
         let topics = sample();
         let chunks = encode(1, 11, SessionFields::default(), &topics);
         let records = &topics[1].partitions[0].records;
-        assert!(chunks
-            .iter()
-            .any(|c| c.as_ptr() == records.as_ptr() && c.len() == records.len()));
+        let (file, pos) = records.source().unwrap();
+        assert!(chunks.iter().any(|c| matches!(c, Chunk::File(r)
+            if r.source().is_some_and(|(f, p)| std::ptr::eq(f, file) && p == pos)
+                && r.len() == records.len())));
     }
 }

@@ -34,6 +34,7 @@ use crate::config::KafkaConfig;
 use crate::controller::ControllerHandle;
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataCache;
+use crate::protocol::file_region::Chunk;
 use crate::protocol::frame::{self, RequestFrame};
 use crate::protocol::versions as supported;
 use crate::replication::ReplicaManager;
@@ -67,9 +68,9 @@ impl ApiContext {
     }
 }
 
-/// A response frame (size prefix included) in pieces, written with vectored I/O so record data
-/// can be sent from the buffer it was read into.
-pub type Response = Vec<Bytes>;
+/// A response frame (size prefix included) in pieces: bytes in memory, written with vectored
+/// I/O, and ranges of segment files (fetched records), sent with `sendfile(2)`.
+pub type Response = Vec<Chunk>;
 
 /// Why a connection is closed instead of answered.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +131,7 @@ impl Req {
     pub fn respond<M: Encodable>(&self, body: &M) -> Result<Option<Response>, ApiError> {
         let header_version = self.key.response_header_version(self.version);
         frame::encode_response(self.correlation_id, header_version, body, self.version)
-            .map(|b| Some(vec![b.freeze()]))
+            .map(|b| Some(vec![Chunk::Mem(b.freeze())]))
             .map_err(|e| ApiError::Encode {
                 key: self.key,
                 version: self.version,

@@ -10,6 +10,7 @@ use kafka_protocol::ResponseError;
 
 use super::codes::NONE;
 use super::{ApiError, Req, Response};
+use crate::protocol::file_region::Chunk;
 use crate::protocol::frame::encode_response;
 use crate::protocol::versions::SUPPORTED;
 
@@ -39,7 +40,7 @@ pub(super) fn handle(req: &Req) -> Result<Option<Response>, ApiError> {
 pub(super) fn unsupported_version(correlation_id: i32) -> Result<Option<Response>, ApiError> {
     let error_code = ResponseError::UnsupportedVersion.code();
     encode_response(correlation_id, 0, &body(error_code), 0)
-        .map(|b| Some(vec![b.freeze()]))
+        .map(|b| Some(vec![Chunk::Mem(b.freeze())]))
         .map_err(|e| ApiError::Encode {
             key: kafka_protocol::messages::ApiKey::ApiVersions,
             version: 0,
@@ -71,7 +72,8 @@ mod tests {
 
     #[test]
     fn unsupported_version_is_v0_with_ranges() {
-        let out = unsupported_version(7).unwrap().unwrap().concat();
+        let out = crate::protocol::file_region::concat(&unsupported_version(7).unwrap().unwrap())
+            .unwrap();
         // size(4) corr(4) error(2)
         assert_eq!(&out[4..8], &7i32.to_be_bytes());
         // UNSUPPORTED_VERSION.

@@ -263,14 +263,20 @@ impl GroupCoordinator {
             let info = log
                 .read(offset, self.inner.load_buffer_size, Some(end), true)
                 .map_err(|e| format!("reading {tp} at {offset}: {e}"))?;
-            let next = batch::batch_headers(&info.records)
-                .filter_map(Result::ok)
-                .map(|(h, _)| h.next_offset())
-                .last();
-            let Some(next) = next.filter(|n| *n > offset) else {
+            let data = info
+                .records
+                .read()
+                .map_err(|e| format!("reading {tp} at {offset}: {e}"))?;
+            // A read may end inside a batch; replay the whole ones and read the rest again.
+            let Some((next, whole)) = batch::batch_headers(&data)
+                .map_while(Result::ok)
+                .map(|(h, range)| (h.next_offset(), range.end))
+                .last()
+                .filter(|(n, _)| *n > offset)
+            else {
                 break;
             };
-            replayed.apply_batches(&info.records);
+            replayed.apply_batches(&data[..whole]);
             offset = next;
         }
         Ok(replayed)

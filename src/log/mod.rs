@@ -38,6 +38,8 @@ mod fd_tests;
 #[cfg(test)]
 mod name_tests;
 #[cfg(test)]
+mod read_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod validator_tests;

@@ -15,6 +15,7 @@ use super::segment::{BatchMeta, LogSegment};
 use super::types::{AppendInfo, ReadInfo, TopicPartition};
 use super::validator;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
+use crate::protocol::file_region::FileRegion;
 use crate::util::clock::now_ms;
 use crate::util::sync::{read, write};
 use bytes::Bytes;
@@ -511,8 +512,12 @@ impl Log {
         }
     }
 
-    /// Reads whole batches starting with the one containing `offset`; see the module docs
-    /// for locking. Data comes from one segment per call, copied once from the file.
+    /// Reads from the batch containing `offset` on, within one segment, as a range of the
+    /// segment file (Kafka's `LogSegment.read`): nothing is read or copied here. The range ends
+    /// at `max_bytes`, at the position of `max_offset` (the high watermark, a batch boundary)
+    /// or at the segment's end, whichever comes first, so its last batch may be partial, as in
+    /// Kafka; consumers and followers drop a partial trailing batch. With `min_one_batch` the
+    /// first batch comes whole even above `max_bytes`; without it such a batch gives nothing.
     pub fn read(
         &self,
         offset: i64,
@@ -523,7 +528,7 @@ impl Log {
         self.ensure_open()?;
         let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
         let empty = || ReadInfo {
-            records: Bytes::new(),
+            records: FileRegion::default(),
             log_start_offset: log_start,
             log_end_offset: log_end,
         };
@@ -533,54 +538,50 @@ impl Log {
         if offset == log_end || max_offset.is_some_and(|m| offset >= m) {
             return Ok(empty());
         }
-        let located = {
-            let segments = read(&self.segments);
-            let start = segments
-                .range(..=offset)
-                .next_back()
-                .map(|(b, _)| *b)
-                .unwrap_or(i64::MIN);
-            let mut found = None;
-            for (_, segment) in segments.range(start..) {
-                if let Some((pos, header)) = segment.translate_offset(offset)? {
-                    found = Some((
-                        segment.file(),
-                        segment.log_path().to_path_buf(),
-                        segment.size(),
-                        pos,
-                        header,
-                    ));
-                    break;
-                }
+        let segments = read(&self.segments);
+        // Appends move the log end and the active segment's size together under the write
+        // lock, so under the read lock the two agree.
+        let locked_end = self.log_end_offset();
+        let start = segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(i64::MIN);
+        let mut candidates = segments.range(start..).peekable();
+        let mut found = None;
+        while let Some((_, segment)) = candidates.next() {
+            if let Some((pos, header)) = segment.translate_offset(offset)? {
+                let next_base = candidates.peek().map(|(b, _)| **b);
+                found = Some((segment, next_base, pos, header));
+                break;
             }
-            found
-        };
-        let Some((file, path, segment_end, pos, first)) = located else {
+        }
+        let Some((segment, next_base, pos, first)) = found else {
             return Ok(empty());
         };
         if max_offset.is_some_and(|m| first.base_offset >= m) {
             return Ok(empty());
         }
+        let end = match max_offset {
+            // A cap inside this segment ends the range at the batch that starts there; a cap
+            // at the log's end or in a later segment leaves the whole segment readable.
+            Some(m) if m < locked_end && next_base.is_none_or(|n| m < n) => segment
+                .translate_offset(m)?
+                .map_or(segment.size(), |(p, _)| p),
+            _ => segment.size(),
+        };
+        let available = usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX);
         let first_size = first.total_size();
         let len = if first_size > max_bytes {
             if !min_one_batch {
                 return Ok(empty());
             }
-            first_size
+            first_size.min(available)
         } else {
-            max_bytes.min(usize::try_from(segment_end.saturating_sub(pos)).unwrap_or(usize::MAX))
+            max_bytes.min(available)
         };
-        let mut buf = LogSegment::read_at(&file, &path, pos, len)?;
-        let mut keep = 0;
-        for item in batch::batch_headers(&buf) {
-            match item {
-                Ok((h, range)) if max_offset.is_none_or(|m| h.base_offset < m) => keep = range.end,
-                _ => break,
-            }
-        }
-        buf.truncate(keep);
         Ok(ReadInfo {
-            records: buf.freeze(),
+            records: FileRegion::new(segment.file(), pos, len),
             log_start_offset: log_start,
             log_end_offset: log_end,
         })

@@ -172,10 +172,6 @@ impl LogSegment {
         self.size
     }
 
-    pub(crate) fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
     pub(crate) fn file(&self) -> Arc<File> {
         Arc::clone(&self.file)
     }

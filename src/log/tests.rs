@@ -19,7 +19,7 @@ pub(super) fn small_config() -> LogConfig {
     }
 }
 
-fn start_with(dirs: &[PathBuf], config: LogConfig) -> LogManager {
+pub(super) fn start_with(dirs: &[PathBuf], config: LogConfig) -> LogManager {
     let per_topic = config.clone();
     LogManager::startup(dirs, 1, "cluster-a", config, &move |_| per_topic.clone()).unwrap()
 }
@@ -28,12 +28,12 @@ pub(super) fn start(dir: &Path) -> LogManager {
     start_with(&[dir.to_path_buf()], small_config())
 }
 
-fn tp() -> TopicPartition {
+pub(super) fn tp() -> TopicPartition {
     TopicPartition::new("orders", 0)
 }
 
 /// A two-record batch whose values identify it.
-fn batch_for(i: i64, ts: i64) -> BytesMut {
+pub(super) fn batch_for(i: i64, ts: i64) -> BytesMut {
     let v1 = format!("value-{i}-a-{}", "x".repeat(60));
     let v2 = format!("value-{i}-b-{}", "y".repeat(60));
     build_batch(
@@ -46,7 +46,7 @@ fn batch_for(i: i64, ts: i64) -> BytesMut {
     )
 }
 
-fn append_batches(log: &Log, from: i64, n: i64, ts0: i64) {
+pub(super) fn append_batches(log: &Log, from: i64, n: i64, ts0: i64) {
     for i in from..from + n {
         let info = log.append_as_leader(batch_for(i, ts0 + 10 * i), 0).unwrap();
         assert_eq!(info.first_offset, 2 * i);
@@ -61,7 +61,7 @@ fn read_all(log: &Log) -> Vec<BatchHeader> {
     while offset < log.log_end_offset() {
         let info = log.read(offset, 1 << 20, None, false).unwrap();
         assert!(!info.records.is_empty(), "no data at {offset}");
-        for item in batch::batches(&info.records) {
+        for item in batch::batches(&info.records.read().unwrap()) {
             let (h, _) = item.unwrap();
             offset = h.next_offset();
             out.push(h);
@@ -95,13 +95,13 @@ fn round_trip_across_rolls_and_index_lookups() {
     // Every offset resolves (via the sparse index plus a scan) to the batch holding it.
     for offset in 0..120 {
         let info = log.read(offset, 1 << 20, None, false).unwrap();
-        let first = BatchHeader::parse(&info.records).unwrap();
+        let first = BatchHeader::parse(&info.records.read().unwrap()).unwrap();
         assert!(
             first.base_offset <= offset && offset <= first.last_offset(),
             "offset {offset}"
         );
         assert_eq!(info.log_end_offset, 120);
-        for item in batch::batches(&info.records) {
+        for item in batch::batches(&info.records.read().unwrap()) {
             item.unwrap();
         }
     }
@@ -115,7 +115,7 @@ fn round_trip_across_rolls_and_index_lookups() {
     let info = log.read(84, 1 << 20, None, false).unwrap();
     let expected = batch_for(42, 1_000 + 420);
     assert_eq!(
-        &info.records[batch::HEADER_LEN..expected.len()],
+        &info.records.read().unwrap()[batch::HEADER_LEN..expected.len()],
         &expected[batch::HEADER_LEN..]
     );
 }
@@ -254,7 +254,14 @@ fn corrupt_index_is_rebuilt_after_clean_shutdown() {
     let log = mgr.get_log(&tp()).unwrap();
     assert_eq!(log.log_end_offset(), 40);
     for offset in 0..40 {
-        let h = BatchHeader::parse(&log.read(offset, 4096, None, false).unwrap().records).unwrap();
+        let h = BatchHeader::parse(
+            &log.read(offset, 4096, None, false)
+                .unwrap()
+                .records
+                .read()
+                .unwrap(),
+        )
+        .unwrap();
         assert!(h.base_offset <= offset && offset <= h.last_offset());
     }
 }
@@ -380,9 +387,15 @@ fn retention_by_size_respects_high_watermark() {
         Err(LogError::OffsetOutOfRange { .. })
     ));
     assert_eq!(
-        BatchHeader::parse(&log.read(start, 4096, None, false).unwrap().records)
-            .unwrap()
-            .base_offset,
+        BatchHeader::parse(
+            &log.read(start, 4096, None, false)
+                .unwrap()
+                .records
+                .read()
+                .unwrap()
+        )
+        .unwrap()
+        .base_offset,
         start
     );
     assert_eq!(
@@ -425,67 +438,6 @@ fn retention_by_time_deletes_old_segments_and_rolls_if_needed() {
 }
 
 #[test]
-fn read_limits_out_of_range_and_min_one_batch() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
-    let mgr = start_with(&[dir.path().to_path_buf()], config.clone());
-    let log = mgr.get_or_create_log(&tp(), config).unwrap();
-    append_batches(&log, 0, 10, 0);
-
-    // max_offset caps at batch granularity.
-    let capped = log.read(0, 1 << 20, Some(5), false).unwrap();
-    let bases: Vec<i64> = batch::batches(&capped.records)
-        .map(|r| r.unwrap().0.base_offset)
-        .collect();
-    assert_eq!(bases, vec![0, 2, 4]);
-    assert!(log
-        .read(6, 1 << 20, Some(6), false)
-        .unwrap()
-        .records
-        .is_empty());
-
-    // max_bytes returns only whole batches.
-    let one_size = batch_for(0, 0).len();
-    let partial = log.read(0, one_size * 2 + 10, None, false).unwrap();
-    assert_eq!(partial.records.len(), one_size * 2);
-
-    // Out of range on both sides; the LEO itself is an empty read.
-    assert!(log.read(20, 100, None, false).unwrap().records.is_empty());
-    match log.read(21, 100, None, false) {
-        Err(LogError::OffsetOutOfRange {
-            offset,
-            log_start,
-            log_end,
-            ..
-        }) => {
-            assert_eq!((offset, log_start, log_end), (21, 0, 20))
-        }
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        log.read(-1, 100, None, false),
-        Err(LogError::OffsetOutOfRange { .. })
-    ));
-
-    // A batch larger than max_bytes comes back whole only with min_one_batch.
-    let big = vec![9u8; 5000];
-    let info = log
-        .append_as_leader(build_batch(0, 0, &[(None, Some(&big))]), 0)
-        .unwrap();
-    assert!(log
-        .read(info.first_offset, 100, None, false)
-        .unwrap()
-        .records
-        .is_empty());
-    let whole = log.read(info.first_offset, 100, None, true).unwrap();
-    assert_eq!(whole.records.len(), info.valid_bytes);
-    batch::verify_crc(&whole.records).unwrap();
-}
-
-#[test]
 fn log_append_time_and_message_size_limit() {
     let dir = tempfile::tempdir().unwrap();
     let mgr = start(dir.path());
@@ -499,7 +451,12 @@ fn log_append_time_and_message_size_limit() {
     let info = log.append_as_leader(batch_for(0, 5), 7).unwrap();
     assert!(info.log_append_time >= before);
     assert_eq!(info.max_timestamp, info.log_append_time);
-    let records = log.read(0, 4096, None, false).unwrap().records;
+    let records = log
+        .read(0, 4096, None, false)
+        .unwrap()
+        .records
+        .read()
+        .unwrap();
     let h = batch::validate_single_batch(&records).unwrap();
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, info.log_append_time);

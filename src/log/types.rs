@@ -1,6 +1,6 @@
 //! Small value types shared by the log modules and their callers.
 
-use bytes::Bytes;
+use crate::protocol::file_region::FileRegion;
 
 pub use crate::common::TopicPartition;
 
@@ -15,11 +15,11 @@ pub struct AppendInfo {
     pub valid_bytes: usize,
 }
 
-/// Outcome of a read: whole batches plus the log bounds at the time of the read, which the
-/// fetch response reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Outcome of a read: a range of a segment file (the last batch in it may be partial) plus the
+/// log bounds at the time of the read, which the fetch response reports.
+#[derive(Debug, Clone)]
 pub struct ReadInfo {
-    pub records: Bytes,
+    pub records: FileRegion,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
 }

@@ -12,14 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use std::io::IoSlice;
+use std::os::fd::AsRawFd;
 
-use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiContext};
+use crate::protocol::file_region::{Chunk, FileRegion};
 
 mod quotas;
 pub use quotas::{ConnectionQuotaConfig, ConnectionQuotas};
@@ -156,17 +158,43 @@ async fn handle_connection(
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
         if let Some(mut response) = api::handle(ctx, &client_host, frame.freeze()).await? {
-            write_chunks(&mut stream, &mut response, limits.idle_timeout).await?;
+            write_response(&mut stream, &mut response, limits.idle_timeout).await?;
         }
     }
 }
 
-/// Writes every chunk with vectored writes, so large record chunks are never copied into a
-/// contiguous buffer. A peer that takes nothing for `idle` is as idle as one that sends
-/// nothing: the connection closes rather than hold its response forever.
-async fn write_chunks(
+/// Writes the response: runs of in-memory chunks with vectored writes (never copied into one
+/// buffer), file ranges with `sendfile(2)` straight from the page cache. A peer that takes
+/// nothing for `idle` is as idle as one that sends nothing: the connection closes rather than
+/// hold its response forever.
+async fn write_response(
     stream: &mut TcpStream,
-    chunks: &mut [Bytes],
+    chunks: &mut [Chunk],
+    idle: Duration,
+) -> Result<(), ConnectionError> {
+    let mut idx = 0;
+    while idx < chunks.len() {
+        let run = chunks[idx..]
+            .iter()
+            .take_while(|c| matches!(c, Chunk::Mem(_)))
+            .count();
+        if run > 0 {
+            write_mem(stream, &mut chunks[idx..idx + run], idle).await?;
+            idx += run;
+        } else {
+            if let Chunk::File(region) = &chunks[idx] {
+                send_file(stream, region, idle).await?;
+            }
+            idx += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Writes in-memory chunks (all `Chunk::Mem`) with vectored writes.
+async fn write_mem(
+    stream: &mut TcpStream,
+    chunks: &mut [Chunk],
     idle: Duration,
 ) -> Result<(), ConnectionError> {
     /// Kernel iovec limits are 1024; stay well below.
@@ -180,7 +208,10 @@ async fn write_chunks(
         let slices: Vec<IoSlice<'_>> = chunks[idx..]
             .iter()
             .take(MAX_SLICES)
-            .map(|c| IoSlice::new(c))
+            .filter_map(|c| match c {
+                Chunk::Mem(b) => Some(IoSlice::new(b)),
+                Chunk::File(_) => None,
+            })
             .collect();
         let mut written = tokio::time::timeout(idle, stream.write_vectored(&slices))
             .await
@@ -194,10 +225,72 @@ async fn write_chunks(
                 written -= len;
                 idx += 1;
             } else {
-                chunks[idx].advance(written);
+                if let Chunk::Mem(b) = &mut chunks[idx] {
+                    b.advance(written);
+                }
                 written = 0;
             }
         }
+    }
+    Ok(())
+}
+
+/// Sends a file range with `sendfile(2)`, waiting for socket room between calls. A file that
+/// ends inside the range (truncated since the read) closes the connection: the frame's size
+/// prefix already promised those bytes, as in Kafka's `FileRecords.writeTo`.
+async fn send_file(
+    stream: &TcpStream,
+    region: &FileRegion,
+    idle: Duration,
+) -> Result<(), ConnectionError> {
+    /// Bytes per call, so one large range does not hold a worker in one system call.
+    const MAX_PER_CALL: usize = 1 << 20;
+    let Some((file, pos)) = region.source() else {
+        return Ok(());
+    };
+    let (in_fd, out_fd) = (file.as_raw_fd(), stream.as_raw_fd());
+    let mut offset = libc::off_t::try_from(pos).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("file position {pos} does not fit off_t"),
+        )
+    })?;
+    let mut left = region.len();
+    while left > 0 {
+        let sent = tokio::time::timeout(idle, async {
+            loop {
+                stream.writable().await?;
+                let attempt = stream.try_io(Interest::WRITABLE, || {
+                    // SAFETY: `file` and `stream` are borrowed for this whole function, so both
+                    // descriptors stay open; `offset` is a live off_t the kernel advances.
+                    let n = unsafe {
+                        libc::sendfile(out_fd, in_fd, &mut offset, left.min(MAX_PER_CALL))
+                    };
+                    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+                });
+                match attempt {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|_| ConnectionError::Idle(idle))??;
+        if sent == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("segment file ended {left} bytes before the end of the fetched range"),
+            )
+            .into());
+        }
+        left -= sent;
     }
     Ok(())
 }

@@ -473,7 +473,7 @@ impl Partition {
                 });
             }
             ReadInfo {
-                records: bytes::Bytes::new(),
+                records: crate::protocol::file_region::FileRegion::default(),
                 log_start_offset: self.log.log_start_offset(),
                 log_end_offset: leo,
             }

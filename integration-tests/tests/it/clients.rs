@@ -151,6 +151,38 @@ pub async fn produce_range(
     Ok(acked)
 }
 
+/// Creates `topic` and fills it with `records` payloads of `size` bytes, spread over its
+/// `partitions` in turn, every one acknowledged (acks=1): bulk data for fetch tests.
+pub async fn fill_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    records: i32,
+    size: usize,
+) -> anyhow::Result<()> {
+    create_topic(bootstrap, topic, partitions, 1).await?;
+    let producer = producer(bootstrap, "1")?;
+    let payload = vec![b'f'; size];
+    let mut deliveries = Vec::new();
+    for i in 0..records {
+        let record = FutureRecord::<(), _>::to(topic)
+            .partition(i % partitions)
+            .payload(&payload);
+        match producer.send_result(record) {
+            Ok(d) => deliveries.push(d),
+            Err((e, _)) => bail!("enqueue {i}: {e}"),
+        }
+    }
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => bail!("produce to {topic} failed: {e}"),
+            Err(_) => bail!("delivery cancelled"),
+        }
+    }
+    Ok(())
+}
+
 /// Messages read back: partition → [(offset, key, value)] in log order.
 pub type Consumed = BTreeMap<i32, Vec<(i64, String, String)>>;
 

@@ -44,28 +44,7 @@ fn fetch_listing_partition_zero(times: usize) -> anyhow::Result<Vec<u8>> {
 
 /// About 6 MB in `big`'s only partition, in batches of at most 1 MB: three times the cap.
 async fn fill(bootstrap: &str) -> anyhow::Result<()> {
-    clients::create_topic(bootstrap, "big", 1, 1).await?;
-    let producer = clients::producer(bootstrap, "1")?;
-    let payload = vec![b'x'; 10_000];
-    let mut deliveries = Vec::new();
-    for i in 0..600u32 {
-        let key = i.to_be_bytes();
-        let record = rdkafka::producer::FutureRecord::to("big")
-            .key(&key)
-            .payload(&payload);
-        match producer.send_result(record) {
-            Ok(d) => deliveries.push(d),
-            Err((e, _)) => bail!("enqueue failed: {e}"),
-        }
-    }
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => bail!("produce failed: {e}"),
-            Err(_) => bail!("delivery cancelled"),
-        }
-    }
-    Ok(())
+    clients::fill_topic(bootstrap, "big", 1, 600, 10_000).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

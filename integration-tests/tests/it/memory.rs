@@ -2,7 +2,8 @@
 //! once raised the broker's RSS by about 700 MB; a `validate_only` CreateTopics of 5 M
 //! partitions cost 408 MB and stalled a concurrent Metadata. The figures are printed (RSS
 //! before and after, the concurrent Metadata's wait); the assertions are on memory and on the
-//! answers, never on time.
+//! answers, never on time. Clients that ask for large fetch answers and never read them hold
+//! no broker memory either.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::clients;
 use crate::raw::{frame, metadata_ok, send_raw, Outcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -162,6 +164,125 @@ async fn large_requests_cost_a_few_bytes_per_request_byte() -> anyhow::Result<()
         "refusing it cost {} bytes of peak RSS",
         peak_after.saturating_sub(peak_before)
     );
+    ensure!(cluster.is_running(0), "{}", cluster.log_tail(0, 30));
+    Ok(())
+}
+
+/// A Fetch v11 of partitions `0..partitions` of `topic` from offset 0, up to `per_partition`
+/// bytes each and no request-level cap (the broker's `fetch.max.bytes` applies).
+fn fetch_everything(topic: &str, partitions: i32, per_partition: i32) -> anyhow::Result<Vec<u8>> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_string()));
+    t.partitions = (0..partitions)
+        .map(|p| {
+            let mut fp = FetchPartition::default();
+            fp.partition = p;
+            fp.fetch_offset = 0;
+            fp.current_leader_epoch = -1;
+            fp.partition_max_bytes = per_partition;
+            fp
+        })
+        .collect();
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(-1);
+    req.max_wait_ms = 0;
+    req.min_bytes = 1;
+    req.max_bytes = i32::MAX;
+    req.session_id = 0;
+    req.session_epoch = -1;
+    req.topics = vec![t];
+    frame(&req, 11, 21)
+}
+
+/// Four clients each ask for a ~55 MB fetch answer (Kafka's default `fetch.max.bytes`) and
+/// never read it. The records go from the segment files with sendfile, so the broker holds no
+/// copy of them while the clients stall (it once held 472 MB for four such clients); the
+/// connections are closed after `connections.max.idle.ms` without progress.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_never_read_a_large_fetch_hold_no_broker_memory() -> anyhow::Result<()> {
+    const CLIENTS: usize = 4;
+    const PARTITIONS: i32 = 6;
+    let idle = Duration::from_secs(4);
+    let cluster = clients::start_cluster(
+        ClusterOptions::new(1).with_override("connections.max.idle.ms", idle.as_millis()),
+    )
+    .await?;
+    let addr = cluster.broker_addr(0);
+    let pid = cluster.pid(0).context("broker pid")?;
+    // About 10 MB per partition.
+    clients::fill_topic(
+        &cluster.bootstrap(),
+        "wide",
+        PARTITIONS,
+        1_000 * PARTITIONS,
+        10_000,
+    )
+    .await?;
+    let fetch = fetch_everything("wide", PARTITIONS, 10 * 1024 * 1024)?;
+
+    // One reading client first: the answer's size, and proof that it is large.
+    let Outcome::Response(answer) = send_raw(addr, &fetch, T).await? else {
+        bail!("the fetch was answered by a closed connection")
+    };
+    let answer = answer.len() + 4;
+    ensure!(
+        answer > 50 * 1024 * 1024,
+        "the answer is only {answer} bytes; the test needs one near fetch.max.bytes"
+    );
+
+    let (_, rss_before) = memory(pid)?;
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(&fetch).await?;
+        streams.push(s);
+    }
+    // Sample while the broker is stuck sending (well before the idle timeout closes them).
+    let mut rss_max = rss_before;
+    let sampling = Instant::now();
+    while sampling.elapsed() < idle / 2 {
+        rss_max = rss_max.max(memory(pid)?.1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let growth = rss_max.saturating_sub(rss_before);
+    eprintln!(
+        "{CLIENTS} clients not reading a {answer}-byte fetch answer: broker RSS {rss_before} -> max {rss_max} (+{growth})"
+    );
+
+    // Each connection was answered (its first bytes arrived) and then cut: EOF or a reset
+    // before the whole answer, once the broker gave up on it.
+    tokio::time::sleep(idle * 2).await;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let started = Instant::now();
+        let mut got = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+                Err(_) => break None,
+                Ok(Ok(0)) => break Some("eof".to_string()),
+                Ok(Ok(n)) => got += n,
+                Ok(Err(e)) => break Some(e.to_string()),
+            }
+        };
+        let Some(how) = ended else {
+            bail!(
+                "client {i}: connection still open {:?} after the stall ({got} bytes read)",
+                started.elapsed()
+            );
+        };
+        ensure!(got > 0, "client {i}: the broker never started answering");
+        ensure!(
+            got < answer,
+            "client {i}: the whole answer arrived ({got} bytes, then {how}): the stall did not block the broker"
+        );
+    }
+    ensure!(
+        growth <= 128 * 1024 * 1024,
+        "stalled fetch answers raised the broker's RSS by {growth} bytes"
+    );
+    metadata_ok(addr).await?;
     ensure!(cluster.is_running(0), "{}", cluster.log_tail(0, 30));
     Ok(())
 }
