@@ -2,19 +2,14 @@
 //! high watermark's batch or at the segment's end, with a partial trailing batch allowed, and
 //! the out-of-range and min-one-batch rules.
 
-use super::tests::{append_batches, batch_for, small_config, start_with, tp};
+use super::tests::{append_batches, batch_for, one_segment_log, small_config, start_with, tp};
 use super::*;
 use crate::protocol::batch::{self, build_batch};
 
 #[test]
 fn read_limits_out_of_range_and_min_one_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
-    let mgr = start_with(&[dir.path().to_path_buf()], config.clone());
-    let log = mgr.get_or_create_log(&tp(), config).unwrap();
+    let (_mgr, log) = one_segment_log(dir.path());
     append_batches(&log, 0, 10, 0);
 
     // max_offset (a batch boundary, as the high watermark is) ends the range at its batch.

@@ -19,6 +19,17 @@ pub(super) fn small_config() -> LogConfig {
     }
 }
 
+/// A manager in `dir` and its log of `tp()`, with 1 MiB segments (tests that stay in one).
+pub(super) fn one_segment_log(dir: &Path) -> (LogManager, Arc<Log>) {
+    let config = LogConfig {
+        segment_bytes: 1 << 20,
+        ..small_config()
+    };
+    let mgr = start_with(&[dir.to_path_buf()], config.clone());
+    let log = mgr.get_or_create_log(&tp(), config).unwrap();
+    (mgr, log)
+}
+
 pub(super) fn start_with(dirs: &[PathBuf], config: LogConfig) -> LogManager {
     let per_topic = config.clone();
     LogManager::startup(dirs, 1, "cluster-a", config, &move |_| per_topic.clone()).unwrap()
@@ -123,12 +134,7 @@ fn round_trip_across_rolls_and_index_lookups() {
 #[test]
 fn index_entries_point_at_batch_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
-    let mgr = start_with(&[dir.path().to_path_buf()], config.clone());
-    let log = mgr.get_or_create_log(&tp(), config).unwrap();
+    let (mgr, log) = one_segment_log(dir.path());
     append_batches(&log, 0, 40, 0);
     mgr.shutdown().unwrap();
     let index = std::fs::read(log.dir().join("00000000000000000000.index")).unwrap();

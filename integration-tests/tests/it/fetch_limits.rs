@@ -13,8 +13,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ResponseHe
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::clients;
-use crate::raw::{frame, metadata_ok, send_raw, Outcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::raw::{frame, metadata_ok, read_until_closed, send_raw, Outcome};
+use tokio::io::AsyncWriteExt;
 
 const CAP: i32 = 2 * 1024 * 1024;
 
@@ -115,16 +115,7 @@ async fn a_client_that_stops_reading_is_closed_after_the_idle_timeout() -> anyho
 
     // Now read: a closed connection ends in EOF or a reset before every answer arrived.
     let started = Instant::now();
-    let mut got = 0usize;
-    let mut buf = vec![0u8; 1 << 16];
-    let ended = loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
-            Err(_) => break None,
-            Ok(Ok(0)) => break Some("eof".to_string()),
-            Ok(Ok(n)) => got += n,
-            Ok(Err(e)) => break Some(e.to_string()),
-        }
-    };
+    let (got, ended) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
     let Some(how) = ended else {
         bail!(
             "connection still open {:?} after the stall ({got} bytes read)",

@@ -17,8 +17,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::clients;
-use crate::raw::{frame, metadata_ok, send_raw, Outcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::raw::{frame, metadata_ok, read_until_closed, send_raw, Outcome};
+use tokio::io::AsyncWriteExt;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -256,16 +256,7 @@ async fn clients_that_never_read_a_large_fetch_hold_no_broker_memory() -> anyhow
     tokio::time::sleep(idle * 2).await;
     for (i, s) in streams.iter_mut().enumerate() {
         let started = Instant::now();
-        let mut got = 0usize;
-        let mut buf = vec![0u8; 1 << 16];
-        let ended = loop {
-            match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
-                Err(_) => break None,
-                Ok(Ok(0)) => break Some("eof".to_string()),
-                Ok(Ok(n)) => got += n,
-                Ok(Err(e)) => break Some(e.to_string()),
-            }
-        };
+        let (got, ended) = read_until_closed(s, Duration::from_secs(20)).await;
         let Some(how) = ended else {
             bail!(
                 "client {i}: connection still open {:?} after the stall ({got} bytes read)",

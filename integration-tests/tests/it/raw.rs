@@ -72,3 +72,22 @@ pub async fn metadata_ok(addr: SocketAddr) -> anyhow::Result<()> {
         Outcome::Closed => anyhow::bail!("broker closed a valid Metadata request"),
     }
 }
+
+/// Reads `stream` until the broker closes it (EOF or a reset) or `wait` passes without a byte:
+/// the bytes read, and how it ended (`None` while it is still open).
+pub async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    wait: std::time::Duration,
+) -> (usize, Option<String>) {
+    use tokio::io::AsyncReadExt;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Err(_) => return (got, None),
+            Ok(Ok(0)) => return (got, Some("eof".to_string())),
+            Ok(Ok(n)) => got += n,
+            Ok(Err(e)) => return (got, Some(e.to_string())),
+        }
+    }
+}
