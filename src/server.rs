@@ -153,6 +153,33 @@ fn spawn_log_background(
     })
 }
 
+/// Kafka's `LogDirFailureHandler`: each data directory the log layer takes offline is handed
+/// to the replica manager; when none is left the process stops at once, as Kafka's does
+/// ("all log dirs have failed"): it can serve nothing, and a clean shutdown would try to write
+/// to the failed disks. The task ends with the log manager.
+fn spawn_log_dir_failure_handler(broker_id: i32, logs: &LogManager, replicas: &ReplicaManager) {
+    let Some(mut failures) = logs.take_failure_receiver() else {
+        return;
+    };
+    let replicas = replicas.clone();
+    let configured = logs.log_dirs().len();
+    tokio::spawn(async move {
+        while let Some(dir) = failures.next().await {
+            let live = replicas.handle_log_dir_failure(&dir).await;
+            if live == 0 {
+                tracing::error!(
+                    broker = broker_id,
+                    dirs = configured,
+                    "every log directory has failed; stopping the broker"
+                );
+                std::process::exit(1);
+            }
+            tracing::warn!(broker = broker_id, dir = %dir.display(), live_dirs = live,
+                "log directory offline; serving the others");
+        }
+    });
+}
+
 /// Runs a broker until `shutdown_signal` resolves, then shuts it down cleanly.
 ///
 /// # Errors
@@ -237,6 +264,7 @@ pub async fn run(
     }
 
     let background = spawn_log_background(&config, &logs, &replicas, shutdown_rx.clone());
+    spawn_log_dir_failure_handler(broker_id, &logs, &replicas);
 
     let replication_tasks = replicas.start(shutdown_rx.clone());
     let coordinator_tasks = coordinator.start(shutdown_rx.clone());

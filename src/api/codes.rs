@@ -32,6 +32,7 @@ pub(crate) fn replica(e: &ReplicaError) -> ResponseError {
         ReplicaError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
         ReplicaError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
         ReplicaError::Storage(_) => ResponseError::KafkaStorageError,
+        ReplicaError::Unavailable(_) => ResponseError::UnknownServerError,
         ReplicaError::Rejected(v) => match v {
             ValidationError::InvalidRecord(_) => ResponseError::InvalidRecord,
             ValidationError::Corrupt(_) => ResponseError::CorruptMessage,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{LeaderAndIsrRequest, StopReplicaRequest, UpdateMetadataRequest};
+use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -25,7 +26,11 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// A request queued for one broker.
 pub enum ControlRequest {
-    LeaderAndIsr(LeaderAndIsrRequest),
+    /// Partitions answered KAFKA_STORAGE_ERROR are reported back as an event (KIP-112).
+    LeaderAndIsr {
+        request: LeaderAndIsrRequest,
+        report_to: mpsc::UnboundedSender<Event>,
+    },
     UpdateMetadata(UpdateMetadataRequest),
     /// Deletion progress needs the per-partition outcome, reported back as an event.
     StopReplica {
@@ -130,8 +135,8 @@ async fn sender_loop(
                 },
             };
             let outcome = match &request {
-                ControlRequest::LeaderAndIsr(request) => {
-                    send_leader_and_isr(c, broker, request).await
+                ControlRequest::LeaderAndIsr { request, report_to } => {
+                    send_leader_and_isr(c, broker, request, report_to).await
                 }
                 ControlRequest::UpdateMetadata(request) => {
                     send_update_metadata(c, broker, request).await
@@ -161,8 +166,19 @@ async fn send_leader_and_isr(
     c: &mut BrokerConnection,
     broker: i32,
     request: &LeaderAndIsrRequest,
+    report_to: &mpsc::UnboundedSender<Event>,
 ) -> Result<(), ClientError> {
     let resp = c.send(request, LEADER_AND_ISR_VERSION).await?;
+    let storage_error = ResponseError::KafkaStorageError.code();
+    let offline: Vec<TopicPartition> = resp
+        .partition_errors
+        .iter()
+        .filter(|p| p.error_code == storage_error)
+        .map(|p| TopicPartition::new(p.topic_name.0.as_str(), p.partition_index))
+        .collect();
+    if !offline.is_empty() {
+        let _ = report_to.send(Event::LeaderAndIsrStorageErrors { broker, offline });
+    }
     if resp.error_code != 0 {
         tracing::warn!(
             broker,

@@ -89,6 +89,10 @@ pub struct ControllerContext {
     pub deletion_started: HashSet<String>,
     /// Brokers in a controlled shutdown: still live, but never chosen as leaders.
     pub shutting_down: BTreeSet<i32>,
+    /// Kafka's `replicasOnOfflineDirs`: per live broker, the partitions whose replica there
+    /// answered KAFKA_STORAGE_ERROR (its log directory failed). Such a replica is offline
+    /// although its broker is live; forgotten when the broker registers again or dies.
+    pub offline_dir_replicas: HashMap<i32, HashSet<TopicPartition>>,
 }
 
 impl ControllerContext {
@@ -190,6 +194,21 @@ impl ControllerContext {
         self.is_live(broker) && !self.shutting_down.contains(&broker)
     }
 
+    /// Kafka's `isReplicaOnline`: the broker is live and its replica of `tp` is not on a
+    /// failed log directory.
+    pub fn is_replica_online(&self, tp: &TopicPartition, broker: i32) -> bool {
+        self.is_live(broker)
+            && !self
+                .offline_dir_replicas
+                .get(&broker)
+                .is_some_and(|parts| parts.contains(tp))
+    }
+
+    /// Whether `broker`'s replica of `tp` may be chosen as its leader.
+    pub fn can_lead_replica(&self, tp: &TopicPartition, broker: i32) -> bool {
+        self.can_lead(broker) && self.is_replica_online(tp, broker)
+    }
+
     /// `tp`'s replicas on live brokers, in assignment order.
     pub fn live_replicas(&self, tp: &TopicPartition) -> Vec<i32> {
         self.replicas(tp)
@@ -282,5 +301,31 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         assert_eq!(ctx.partition_state(&tp), PartitionState::NonExistent);
         assert_eq!(ctx.replica_state(&tp, 1), ReplicaState::NonExistent);
+    }
+
+    #[test]
+    fn a_replica_on_a_failed_dir_is_offline_on_a_live_broker() {
+        let mut ctx = ControllerContext::default();
+        let tp = TopicPartition::new("t", 0);
+        let other = TopicPartition::new("t", 1);
+        let info = BrokerInfo {
+            id: 1,
+            endpoints: Vec::new(),
+            rack: None,
+        };
+        ctx.live_brokers.insert(1, (info, 10));
+        ctx.offline_dir_replicas
+            .entry(1)
+            .or_default()
+            .insert(tp.clone());
+        assert!(ctx.is_live(1) && ctx.can_lead(1));
+        assert!(!ctx.is_replica_online(&tp, 1) && !ctx.can_lead_replica(&tp, 1));
+        assert!(ctx.is_replica_online(&other, 1) && ctx.can_lead_replica(&other, 1));
+        ctx.shutting_down.insert(1);
+        assert!(ctx.is_replica_online(&other, 1) && !ctx.can_lead_replica(&other, 1));
+        assert!(
+            !ctx.is_replica_online(&tp, 2),
+            "a dead broker's replicas are offline"
+        );
     }
 }

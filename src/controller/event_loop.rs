@@ -163,6 +163,10 @@ impl Controller {
             Event::PartitionModification(t) => self.on_partition_modification(&t).await,
             Event::TopicDeletion => self.on_topic_deletion().await,
             Event::IsrChangeNotification => self.on_isr_change().await,
+            Event::LogDirEventNotification => self.on_log_dir_event().await,
+            Event::LeaderAndIsrStorageErrors { broker, offline } => {
+                self.on_storage_errors(broker, offline).await
+            }
             Event::StopReplicaResponse { broker, results } => {
                 let zk = self.zk.get();
                 let mut batch = RequestBatch::new();
@@ -383,6 +387,7 @@ impl Controller {
             zk.delete_isr_change_notifications(&isr_changes, self.ctx.epoch_zk_version)
                 .await?;
         }
+        self.drop_log_dir_events(zk).await?;
         for (info, broker_epoch) in zk.get_all_brokers().await? {
             self.ctx.live_brokers.insert(info.id, (info, broker_epoch));
         }
@@ -426,7 +431,7 @@ impl Controller {
     }
 
     /// Re-reads the state znodes of `partitions` into the context (pipelined).
-    async fn refresh_leadership(
+    pub(super) async fn refresh_leadership(
         &mut self,
         zk: &KafkaZkClient,
         partitions: &[TopicPartition],
@@ -482,6 +487,10 @@ impl Controller {
         );
         let mut gone = dead.clone();
         gone.extend(&bounced);
+        // A broker that died or registered again reports its failed directories anew.
+        for id in gone.iter().chain(&new) {
+            self.ctx.offline_dir_replicas.remove(id);
+        }
         let mut forgotten = Vec::new();
         for id in &gone {
             if let Some(entry) = self.ctx.live_brokers.remove(id) {
@@ -604,7 +613,7 @@ impl Controller {
         result
     }
 
-    async fn replicas_gone(
+    pub(super) async fn replicas_gone(
         &mut self,
         zk: &KafkaZkClient,
         led_by_dead: &[TopicPartition],
@@ -744,32 +753,6 @@ impl Controller {
             .collect();
         self.replica_sm(zk, batch)
             .handle_state_changes(&live, ReplicaState::Online)
-            .await
-    }
-
-    /// Leaders wrote ISR changes: refresh them (pipelined) and tell every broker.
-    async fn on_isr_change(&mut self) -> Result<(), ZkError> {
-        let zk = self.zk.get();
-        let (children, w) = zk.get_isr_change_notifications_and_watch().await?;
-        arm(w, &self.events, Event::IsrChangeNotification);
-        if children.is_empty() {
-            return Ok(());
-        }
-        let mut changed = BTreeSet::new();
-        for c in &children {
-            for (topic, partition) in zk.read_isr_change_notification(c).await? {
-                changed.insert(TopicPartition { topic, partition });
-            }
-        }
-        let known: Vec<TopicPartition> = changed
-            .into_iter()
-            .filter(|tp| self.ctx.assignments.contains_key(&tp.topic))
-            .collect();
-        let refreshed = self.refresh_leadership(&zk, &known).await?;
-        let mut batch = RequestBatch::new();
-        batch.add_update_metadata(&self.ctx.live_ids(), &refreshed);
-        self.send(batch);
-        zk.delete_isr_change_notifications(&children, self.ctx.epoch_zk_version)
             .await
     }
 

@@ -17,6 +17,7 @@ mod context;
 mod deletion;
 mod election;
 mod event_loop;
+mod notifications;
 mod partition_sm;
 mod preferred;
 mod replica_sm;
@@ -57,6 +58,14 @@ pub enum Event {
     StopReplicaResponse {
         broker: i32,
         results: Vec<(TopicPartition, Option<String>)>,
+    },
+    /// Children of `/log_dir_event_notification` changed (a broker's log directory failed).
+    LogDirEventNotification,
+    /// A broker answered LeaderAndIsr with KAFKA_STORAGE_ERROR for these partitions: their
+    /// replicas there are on a failed log directory.
+    LeaderAndIsrStorageErrors {
+        broker: i32,
+        offline: Vec<TopicPartition>,
     },
     /// The ZooKeeper session expired: resign until the new session re-elects.
     SessionExpired,

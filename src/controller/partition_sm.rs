@@ -170,7 +170,7 @@ impl PartitionStateMachine<'_> {
         let mut creates = Vec::new();
         for tp in partitions {
             let ctx = &*self.ctx;
-            match new_partition_choice(ctx.replicas(tp), |b| ctx.can_lead(b)) {
+            match new_partition_choice(ctx.replicas(tp), |b| ctx.can_lead_replica(tp, b)) {
                 Some(c) => creates.push((
                     tp.clone(),
                     LeaderIsrAndControllerEpoch {
@@ -309,7 +309,7 @@ impl PartitionStateMachine<'_> {
             .filter(|(tp, l)| {
                 !cache.contains_key(&tp.topic)
                     && needs_unclean(self.ctx.replicas(tp), &l.state.isr, |b| {
-                        self.ctx.can_lead(b)
+                        self.ctx.can_lead_replica(tp, b)
                     })
             })
             .map(|(tp, _)| tp.topic.as_str())
@@ -347,15 +347,21 @@ impl PartitionStateMachine<'_> {
             unclean: false,
         };
         match strategy {
-            Strategy::Offline => {
-                offline_choice(assignment, isr, |b| ctx.can_lead(b), allow_unclean)
-            }
-            Strategy::ControlledShutdown => {
-                controlled_shutdown_choice(assignment, isr, |b| ctx.is_live(b), &ctx.shutting_down)
-                    .map(clean)
-            }
+            Strategy::Offline => offline_choice(
+                assignment,
+                isr,
+                |b| ctx.can_lead_replica(tp, b),
+                allow_unclean,
+            ),
+            Strategy::ControlledShutdown => controlled_shutdown_choice(
+                assignment,
+                isr,
+                |b| ctx.is_replica_online(tp, b),
+                &ctx.shutting_down,
+            )
+            .map(clean),
             Strategy::Preferred => {
-                preferred_choice(assignment, isr, |b| ctx.can_lead(b)).map(clean)
+                preferred_choice(assignment, isr, |b| ctx.can_lead_replica(tp, b)).map(clean)
             }
         }
     }

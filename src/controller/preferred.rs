@@ -154,7 +154,7 @@ impl Controller {
             let candidates: BTreeSet<TopicPartition> = not_led
                 .iter()
                 .filter(|tp| {
-                    self.ctx.can_lead(broker)
+                    self.ctx.can_lead_replica(tp, broker)
                         && self
                             .ctx
                             .leadership

@@ -153,7 +153,11 @@ impl RequestBatch {
         };
         for (broker, parts) in self.leader_and_isr {
             if let Some(req) = leader_and_isr(ctx, controller_id, broker, parts) {
-                channel.send(broker, ControlRequest::LeaderAndIsr(req), signal());
+                let request = ControlRequest::LeaderAndIsr {
+                    request: req,
+                    report_to: events.clone(),
+                };
+                channel.send(broker, request, signal());
             }
         }
         let live_brokers = live_broker_list(ctx);
@@ -267,7 +271,7 @@ fn update_metadata(
         s.replicas = broker_ids(replicas);
         s.offline_replicas = replicas
             .iter()
-            .filter(|r| !ctx.is_live(**r))
+            .filter(|r| !ctx.is_replica_online(&tp, **r))
             .map(|b| BrokerId(*b))
             .collect();
         Some((tp, s))

@@ -72,13 +72,25 @@ pub enum LogError {
     },
     #[error("no log directories configured")]
     NoLogDirs,
+    /// The partition's data directory went offline after an I/O error (KIP-112); nothing in
+    /// it is read or written until the broker restarts.
+    #[error("log directory {dir} of {topic_partition} is offline")]
+    DirOffline {
+        topic_partition: String,
+        dir: PathBuf,
+    },
+    /// Every data directory is offline; no log can be created.
+    #[error("every log directory is offline")]
+    AllDirsOffline,
 }
 
 impl LogError {
     /// Wraps an I/O error with the path it happened on; every I/O call in this module goes
     /// through here so no error reaches the operator without a file name, and running out of
-    /// descriptors is reported with the limit to raise.
+    /// descriptors is reported with the limit to raise. Any other I/O error takes the data
+    /// directory holding `path` offline before this returns (see `dir_failure`).
     pub(crate) fn io(path: &Path, source: std::io::Error) -> LogError {
+        super::dir_failure::report(path, &source);
         let path = path.to_path_buf();
         match fd_limit::describe_exhaustion(&source) {
             Some(advice) => LogError::OutOfDescriptors {

@@ -8,6 +8,7 @@ use super::checkpoint::{
 };
 use super::config::{BackgroundIntervals, LogConfig};
 use super::deleter;
+use super::dir_failure::{self, DataDir, FailureReceiver};
 use super::error::{IoContext, LogError};
 use super::meta::{self, DirLock};
 use super::partition_log::{Log, OpenParams};
@@ -38,7 +39,8 @@ pub struct LogManager {
 }
 
 struct Inner {
-    dirs: Vec<PathBuf>,
+    dirs: Vec<Arc<DataDir>>,
+    failures: Mutex<Option<FailureReceiver>>,
     /// Released on shutdown so the directories can be reopened in the same process.
     locks: Mutex<Vec<DirLock>>,
     default_config: LogConfig,
@@ -106,7 +108,8 @@ fn list_partition_dirs(
 type LoadResult = Result<Vec<(TopicPartition, Arc<Log>)>, LogError>;
 
 /// Opens every log of one data directory; runs on its own thread at startup.
-fn load_dir(dir: &Path, found: Vec<Found>) -> LoadResult {
+fn load_dir(data_dir: &Arc<DataDir>, found: Vec<Found>) -> LoadResult {
+    let dir = data_dir.path();
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let had_clean_shutdown = marker.exists();
     let recovery_points = read_checkpoint_or_empty(&dir.join(RECOVERY_POINT_CHECKPOINT));
@@ -118,6 +121,7 @@ fn load_dir(dir: &Path, found: Vec<Found>) -> LoadResult {
             recovery_point: recovery_points.get(&f.tp).copied().unwrap_or(0),
             log_start_offset: log_starts.get(&f.tp).copied().unwrap_or(0),
             had_clean_shutdown,
+            data_dir: Arc::clone(data_dir),
         };
         let log = Log::open(f.path, f.tp.clone(), f.config, params)?;
         logs.push((f.tp, log));
@@ -142,34 +146,65 @@ impl LogManager {
         if log_dirs.is_empty() {
             return Err(LogError::NoLogDirs);
         }
+        let (dirs, failures) = dir_failure::register(log_dirs);
         let mut locks = Vec::new();
         let mut per_dir = Vec::new();
-        for dir in log_dirs {
-            std::fs::create_dir_all(dir).at(dir)?;
-            locks.push(DirLock::acquire(dir)?);
-            meta::check_or_write(dir, broker_id, cluster_id)?;
-            per_dir.push((dir.clone(), list_partition_dirs(dir, topic_configs)?));
+        for dir in &dirs {
+            let path = dir.path();
+            let prepared = std::fs::create_dir_all(path)
+                .at(path)
+                .and_then(|()| DirLock::acquire(path))
+                .and_then(|lock| {
+                    meta::check_or_write(path, broker_id, cluster_id)?;
+                    Ok((lock, list_partition_dirs(path, topic_configs)?))
+                });
+            match prepared {
+                Ok((lock, found)) => {
+                    locks.push(lock);
+                    per_dir.push((Arc::clone(dir), found));
+                }
+                // An I/O error has taken the directory offline (Kafka's
+                // createAndValidateLogDirs): the broker starts on the others.
+                Err(e) if dir.is_offline() => {
+                    tracing::error!(dir = %path.display(), error = %e,
+                        "log directory unusable at start-up; continuing without it");
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let results: Vec<LoadResult> = std::thread::scope(|s| {
+        let results: Vec<(Arc<DataDir>, LoadResult)> = std::thread::scope(|s| {
             let handles: Vec<_> = per_dir
                 .into_iter()
-                .map(|(dir, found)| s.spawn(move || load_dir(&dir, found)))
+                .map(|(dir, found)| {
+                    let loader = Arc::clone(&dir);
+                    (dir, s.spawn(move || load_dir(&loader, found)))
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
+                .map(|(dir, h)| {
+                    let result = h.join().unwrap_or_else(|_| {
                         Err(LogError::InvalidArgument {
                             topic_partition: String::new(),
                             reason: "log loading thread panicked".into(),
                         })
-                    })
+                    });
+                    (dir, result)
                 })
                 .collect()
         });
         let mut logs = BTreeMap::new();
-        for result in results {
-            for (tp, log) in result? {
+        for (dir, result) in results {
+            let loaded = match result {
+                Ok(loaded) => loaded,
+                Err(e) if dir.is_offline() => {
+                    tracing::error!(dir = %dir.path().display(), error = %e,
+                        "cannot load the logs of a log directory; continuing without it");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (tp, log) in loaded {
                 if let Some(other) = logs.insert(tp.clone(), log) {
                     return Err(LogError::InvalidArgument {
                         topic_partition: tp.to_string(),
@@ -181,14 +216,19 @@ impl LogManager {
                 }
             }
         }
+        if dirs.iter().all(|d| d.is_offline()) {
+            return Err(LogError::AllDirsOffline);
+        }
         tracing::info!(
             logs = logs.len(),
             dirs = log_dirs.len(),
+            offline_dirs = dirs.iter().filter(|d| d.is_offline()).count(),
             "log manager started"
         );
         Ok(LogManager {
             inner: Arc::new(Inner {
-                dirs: log_dirs.to_vec(),
+                dirs,
+                failures,
                 locks: Mutex::new(locks),
                 default_config,
                 logs: RwLock::new(logs),
@@ -199,12 +239,77 @@ impl LogManager {
         })
     }
 
+    /// The receiver of log-directory failures; the first caller gets it.
+    pub fn take_failure_receiver(&self) -> Option<FailureReceiver> {
+        dir_failure::take(&self.inner.failures)
+    }
+
+    /// Kafka's `LogManager.handleLogDirFailure`: forgets every log of the offline directory
+    /// `dir` and returns their partitions. The directory is never used again by this process.
+    pub fn handle_dir_failure(&self, dir: &Path) -> Vec<TopicPartition> {
+        if let Some(d) = self.inner.dirs.iter().find(|d| d.path() == dir) {
+            d.fail("handling the failure of the log directory");
+        }
+        let mut logs = write(&self.inner.logs);
+        let gone: Vec<TopicPartition> = logs
+            .iter()
+            .filter(|(_, l)| l.data_dir().path() == dir)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in &gone {
+            logs.remove(tp);
+        }
+        tracing::error!(dir = %dir.display(), partitions = gone.len(),
+            live_dirs = self.live_dirs().len(), "log directory taken offline");
+        gone
+    }
+
+    /// The data directories still online.
+    pub fn live_dirs(&self) -> Vec<PathBuf> {
+        self.inner
+            .dirs
+            .iter()
+            .filter(|d| !d.is_offline())
+            .map(|d| d.path().to_path_buf())
+            .collect()
+    }
+
+    /// The data directories taken offline.
+    pub fn offline_dirs(&self) -> Vec<PathBuf> {
+        self.inner
+            .dirs
+            .iter()
+            .filter(|d| d.is_offline())
+            .map(|d| d.path().to_path_buf())
+            .collect()
+    }
+
     pub fn default_config(&self) -> &LogConfig {
         &self.inner.default_config
     }
 
-    pub fn log_dirs(&self) -> &[PathBuf] {
-        &self.inner.dirs
+    /// Every configured data directory, online or not.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        self.inner
+            .dirs
+            .iter()
+            .map(|d| d.path().to_path_buf())
+            .collect()
+    }
+
+    /// Runs `f` for each online data directory; one directory's failure (which has taken it
+    /// offline) does not stop the others. The first error is returned.
+    fn for_live_dirs(
+        &self,
+        mut f: impl FnMut(&Path) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let mut first_error = None;
+        for dir in self.inner.dirs.iter().filter(|d| !d.is_offline()) {
+            if let Err(e) = f(dir.path()) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     pub fn get_log(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
@@ -218,15 +323,36 @@ impl LogManager {
             .collect()
     }
 
-    /// Returns the log, creating it empty in the data directory holding the fewest
+    /// Returns the log, creating it empty in the online data directory holding the fewest
     /// partitions (ties: the first listed).
     pub fn get_or_create_log(
         &self,
         tp: &TopicPartition,
         config: LogConfig,
     ) -> Result<Arc<Log>, LogError> {
+        self.get_or_create_log_for(tp, config, true)
+    }
+
+    /// [`Self::get_or_create_log`] for a LeaderAndIsr partition: one that is not new to the
+    /// cluster (`is_new` false) may have its log in an offline directory, so it is not
+    /// created empty elsewhere while any directory is offline (Kafka's rule: an empty replica
+    /// could otherwise be elected leader over the data).
+    pub fn get_or_create_log_for(
+        &self,
+        tp: &TopicPartition,
+        config: LogConfig,
+        is_new: bool,
+    ) -> Result<Arc<Log>, LogError> {
         if let Some(log) = self.get_log(tp) {
             return Ok(log);
+        }
+        if !is_new {
+            if let Some(dir) = self.inner.dirs.iter().find(|d| d.is_offline()) {
+                return Err(LogError::DirOffline {
+                    topic_partition: tp.to_string(),
+                    dir: dir.path().to_path_buf(),
+                });
+            }
         }
         // The directory and every checkpoint line are named after the partition: a name outside
         // Kafka's rule could escape the data dir or make the checkpoints unparsable.
@@ -251,34 +377,34 @@ impl LogManager {
                 topic_partition: tp.to_string(),
             });
         }
-        let dir = if let [only] = self.inner.dirs.as_slice() {
+        let live: Vec<&Arc<DataDir>> = self.inner.dirs.iter().filter(|d| !d.is_offline()).collect();
+        let dir = if let [only] = live.as_slice() {
             // Counting partitions per directory walks every log: skip it when there is no
             // choice, or creating N partitions costs O(N²).
-            only.clone()
+            Arc::clone(only)
         } else {
             let logs = read(&self.inner.logs);
-            let count = |d: &Path| {
+            let count = |d: &DataDir| {
                 logs.values()
-                    .filter(|l| l.dir().parent() == Some(d))
+                    .filter(|l| l.dir().parent() == Some(d.path()))
                     .count()
             };
-            self.inner
-                .dirs
-                .iter()
+            live.iter()
                 .min_by_key(|d| count(d))
-                .cloned()
-                .ok_or(LogError::NoLogDirs)?
+                .map(|d| Arc::clone(d))
+                .ok_or(LogError::AllDirsOffline)?
         };
-        let path = dir.join(tp.to_string());
+        let path = dir.path().join(tp.to_string());
         let params = OpenParams {
             recovery_point: 0,
             log_start_offset: 0,
             had_clean_shutdown: true,
+            data_dir: Arc::clone(&dir),
         };
         let log = Log::open(path, tp.clone(), config, params)?;
-        checkpoint::fsync_dir(&dir)?;
+        checkpoint::fsync_dir(dir.path())?;
         write(&self.inner.logs).insert(tp.clone(), Arc::clone(&log));
-        tracing::info!(topic = %tp.topic, partition = tp.partition, dir = %dir.display(), "created log");
+        tracing::info!(topic = %tp.topic, partition = tp.partition, dir = %dir.path().display(), "created log");
         Ok(log)
     }
 
@@ -371,15 +497,14 @@ impl LogManager {
     /// Writes `recovery-point-offset-checkpoint` in every data directory.
     pub fn checkpoint_recovery_points(&self) -> Result<(), LogError> {
         let _guard = lock(&self.inner.checkpoint_lock);
-        for dir in &self.inner.dirs {
+        self.for_live_dirs(|dir| {
             let points: BTreeMap<_, _> = self
                 .logs_in(dir)
                 .into_iter()
                 .map(|(tp, l)| (tp, l.recovery_point()))
                 .collect();
-            checkpoint::write_offsets(&dir.join(RECOVERY_POINT_CHECKPOINT), &points)?;
-        }
-        Ok(())
+            checkpoint::write_offsets(&dir.join(RECOVERY_POINT_CHECKPOINT), &points)
+        })
     }
 
     /// Writes `replication-offset-checkpoint` (the high watermarks) in every data directory, for
@@ -389,23 +514,22 @@ impl LogManager {
         high_watermark: &dyn Fn(&TopicPartition) -> Option<i64>,
     ) -> Result<(), LogError> {
         let _guard = lock(&self.inner.checkpoint_lock);
-        for dir in &self.inner.dirs {
+        self.for_live_dirs(|dir| {
             let hws: BTreeMap<_, _> = self
                 .logs_in(dir)
                 .into_iter()
                 .filter_map(|(tp, _)| high_watermark(&tp).map(|hw| (tp, hw)))
                 .collect();
-            checkpoint::write_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT), &hws)?;
-        }
-        Ok(())
+            checkpoint::write_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT), &hws)
+        })
     }
 
     /// The high watermarks last checkpointed in every data directory (unreadable = empty).
     pub fn read_high_watermarks(&self) -> BTreeMap<TopicPartition, i64> {
         let mut all = BTreeMap::new();
-        for dir in &self.inner.dirs {
+        for dir in self.inner.dirs.iter().filter(|d| !d.is_offline()) {
             all.extend(read_checkpoint_or_empty(
-                &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+                &dir.path().join(REPLICATION_OFFSET_CHECKPOINT),
             ));
         }
         all
@@ -414,15 +538,14 @@ impl LogManager {
     /// Writes `log-start-offset-checkpoint` in every data directory.
     pub fn checkpoint_log_start_offsets(&self) -> Result<(), LogError> {
         let _guard = lock(&self.inner.checkpoint_lock);
-        for dir in &self.inner.dirs {
+        self.for_live_dirs(|dir| {
             let starts: BTreeMap<_, _> = self
                 .logs_in(dir)
                 .into_iter()
                 .map(|(tp, l)| (tp, l.log_start_offset()))
                 .collect();
-            checkpoint::write_offsets(&dir.join(LOG_START_OFFSET_CHECKPOINT), &starts)?;
-        }
-        Ok(())
+            checkpoint::write_offsets(&dir.join(LOG_START_OFFSET_CHECKPOINT), &starts)
+        })
     }
 
     /// One retention pass over every log whose high watermark is known. Returns the number
@@ -512,9 +635,11 @@ impl LogManager {
     /// directories are released afterwards.
     pub fn shutdown(&self) -> Result<(), LogError> {
         self.inner.shut_down.store(true, Ordering::Release);
-        let mut first_error = None;
-        for dir in &self.inner.dirs {
+        // An offline directory gets no checkpoint and no clean-shutdown marker: its logs are
+        // recovered from their last good checkpoint at the next start.
+        let result = self.for_live_dirs(|dir| {
             let mut clean = true;
+            let mut first_error = None;
             for (tp, log) in self.logs_in(dir) {
                 if let Err(e) = log.close() {
                     tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "failed to close log");
@@ -532,14 +657,14 @@ impl LogManager {
                     .at(&marker)?;
                 checkpoint::fsync_dir(dir)
             });
-            if let Err(e) = result {
+            if let Err(e) = &result {
                 tracing::error!(dir = %dir.display(), error = %e, "failed to finish shutdown of log dir");
-                first_error.get_or_insert(e);
             }
-        }
+            first_error.map_or(result, Err)
+        });
         lock(&self.inner.locks).clear();
         tracing::info!("log manager shut down");
-        first_error.map_or(Ok(()), Err)
+        result
     }
 }
 

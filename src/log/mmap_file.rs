@@ -23,7 +23,16 @@ pub(crate) struct MappedFile {
     len: usize,
     /// False while the file is deferred: `len` is then the length it will be created with.
     on_disk: bool,
+    /// Bytes from the start known to have disk blocks behind them. The preallocated tail is
+    /// sparse (it costs no disk), and a store through the mapping into a sparse page on a full
+    /// disk would kill the process with SIGBUS; so blocks are reserved with `fallocate` a chunk
+    /// ahead of the entries written, where a full disk is an ordinary error.
+    allocated: usize,
 }
+
+/// How far ahead of the last entry blocks are reserved: 64 KiB holds 8,192 offset-index
+/// entries, one reservation per ~32 MiB of log at the default `index.interval.bytes`.
+const ALLOCATION_CHUNK: usize = 64 * 1024;
 
 fn open_rw(path: &Path) -> Result<File, LogError> {
     OpenOptions::new()
@@ -51,6 +60,7 @@ impl MappedFile {
             mmap: None,
             len,
             on_disk: true,
+            allocated: 0,
         };
         f.map(&file)?;
         Ok(f)
@@ -66,6 +76,7 @@ impl MappedFile {
                 mmap: None,
                 len: 0,
                 on_disk: false,
+                allocated: 0,
             }),
             Err(e) => Err(LogError::io(path, e)),
         }
@@ -121,19 +132,55 @@ impl MappedFile {
         self.mmap.as_deref().unwrap_or(&[])
     }
 
-    /// Copies `data` to `at`; returns false (and writes nothing) if it would not fit or the
-    /// file is still deferred.
+    /// Copies `data` to `at`; returns false (and writes nothing) if it would not fit, the
+    /// file is still deferred, or no disk blocks could be reserved for it (that I/O error has
+    /// then taken the data directory offline; a missing index entry only lengthens a scan).
     pub(crate) fn write_at(&mut self, at: usize, data: &[u8]) -> bool {
+        let end = at.saturating_add(data.len());
+        if self.mmap.is_none() || end > self.len {
+            return false;
+        }
+        if end > self.allocated && self.reserve(end).is_err() {
+            return false;
+        }
         let Some(map) = self.mmap.as_mut() else {
             return false;
         };
-        match map.get_mut(at..at.saturating_add(data.len())) {
+        match map.get_mut(at..end) {
             Some(dst) => {
                 dst.copy_from_slice(data);
                 true
             }
             None => false,
         }
+    }
+
+    /// Reserves disk blocks for the file's first `end` bytes and a chunk more (up to its
+    /// length). Blocks already there are left as they are.
+    fn reserve(&mut self, end: usize) -> Result<(), LogError> {
+        let target = end.saturating_add(ALLOCATION_CHUNK).min(self.len).max(end);
+        let file = open_rw(&self.path)?;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(self.allocated),
+            libc::off_t::try_from(target - self.allocated),
+        ) else {
+            return Err(LogError::Corrupt {
+                path: self.path.clone(),
+                position: target as u64,
+                reason: "index file larger than off_t".into(),
+            });
+        };
+        // SAFETY: a plain syscall on a descriptor owned by `file` for its whole duration.
+        let rc =
+            unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), offset, len) };
+        if rc != 0 {
+            return Err(LogError::io(
+                &self.path,
+                std::io::Error::from_raw_os_error(rc),
+            ));
+        }
+        self.allocated = target;
+        Ok(())
     }
 
     /// Changes the file length and remaps it. Growing creates a sparse tail, so
@@ -150,6 +197,7 @@ impl MappedFile {
         let file = open_rw(&self.path)?;
         file.set_len(new_len as u64).at(&self.path)?;
         self.len = new_len;
+        self.allocated = self.allocated.min(new_len);
         self.map(&file)
     }
 
@@ -209,6 +257,29 @@ mod tests {
             .filter(|target| target.starts_with(dir.path()))
             .collect();
         assert!(open.is_empty(), "descriptors left open: {open:?}");
+    }
+
+    #[test]
+    fn entries_are_written_only_over_reserved_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut f = MappedFile::open(&path).unwrap();
+        // A 10 MiB preallocation costs no disk: the tail stays sparse.
+        f.resize(10 << 20).unwrap();
+        let blocks = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+        assert!(blocks(&path) < 4096, "{} bytes allocated", blocks(&path));
+        assert!(f.write_at(1 << 20, &[9; 8]));
+        let reserved = blocks(&path);
+        // Everything up to the entry plus one chunk, not the whole file.
+        assert!(
+            reserved >= (1 << 20) as u64 && reserved <= ((1 << 20) + 2 * ALLOCATION_CHUNK) as u64,
+            "{reserved} bytes allocated"
+        );
+        // Entries inside the reserved range reserve nothing more.
+        assert!(f.write_at((1 << 20) + 8, &[9; 8]));
+        assert_eq!(blocks(&path), reserved);
+        assert!(!f.write_at((10 << 20) - 4, &[9; 8]), "past the end");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`LeaderEpochCache`] (`epoch_cache`) and the text checkpoint files (`checkpoint`).
 //! - [`LogConfig`] with Kafka's topic-level overrides (`config`), [`LogError`] (`error`).
 //! - Kafka's `LogValidator` for batches from clients (`validator`).
+//! - Log-directory failure (KIP-112): the first I/O error in a data directory takes it offline
+//!   (`dir_failure`).
 //!
 //! Batches are stored and served as opaque RecordBatch v2 bytes. Only the leader's append of a
 //! client batch walks its records (to validate them); every other path reads the 61-byte header.
@@ -17,6 +19,7 @@
 mod checkpoint;
 mod config;
 mod deleter;
+mod dir_failure;
 mod epoch_cache;
 mod error;
 mod fixed_index;
@@ -34,6 +37,8 @@ mod types;
 mod validator;
 
 #[cfg(test)]
+mod dir_failure_tests;
+#[cfg(test)]
 mod fd_tests;
 #[cfg(test)]
 mod name_tests;
@@ -46,6 +51,7 @@ mod validator_tests;
 
 pub use checkpoint::batched_sync;
 pub use config::{BackgroundIntervals, CompressionType, LogConfig, TimestampType};
+pub use dir_failure::{DataDir, FailureReceiver};
 pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET};
 pub use error::LogError;
 pub use manager::{HighWatermarkFn, LogManager, CLEAN_SHUTDOWN_FILE};

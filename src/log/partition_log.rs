@@ -8,6 +8,7 @@
 //! No lock is ever held across an `.await` (there are none in this module).
 
 use super::config::{LogConfig, TimestampType};
+use super::dir_failure::DataDir;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::recovery::{self, LoadParams};
@@ -17,13 +18,13 @@ use super::validator;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
 use crate::protocol::file_region::FileRegion;
 use crate::util::clock::now_ms;
-use crate::util::sync::{read, write};
+use crate::util::sync::{lock, read, write};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 /// ListOffsets sentinel timestamps.
 pub const EARLIEST_TIMESTAMP: i64 = -2;
@@ -41,6 +42,12 @@ pub struct Log {
     pub(super) recovery_point: AtomicI64,
     last_flush_ms: AtomicI64,
     closed: AtomicBool,
+    /// The data directory this log lives in; once it is offline the log refuses all work.
+    data_dir: Arc<DataDir>,
+    /// Serialises fsyncs: after a failed fsync Linux marks the pages clean, so a concurrent
+    /// fsync could "succeed" and move the recovery point over data the disk never got. Under
+    /// this lock the failure has taken the directory offline before another flush looks.
+    flush_lock: Mutex<()>,
     /// Lets a roll hand the old segment's fsync to a background thread.
     self_ref: Weak<Log>,
 }
@@ -61,6 +68,7 @@ pub(crate) struct OpenParams {
     pub recovery_point: i64,
     pub log_start_offset: i64,
     pub had_clean_shutdown: bool,
+    pub data_dir: Arc<DataDir>,
 }
 
 impl Log {
@@ -101,6 +109,8 @@ impl Log {
             recovery_point: AtomicI64::new(loaded.recovery_point),
             last_flush_ms: AtomicI64::new(now),
             closed: AtomicBool::new(false),
+            data_dir: params.data_dir,
+            flush_lock: Mutex::new(()),
             self_ref: self_ref.clone(),
         }))
     }
@@ -144,6 +154,7 @@ impl Log {
 
     /// Kafka's `maybeAssignEpochStartOffset`: a new leader records `(epoch, LEO)`.
     pub fn assign_epoch_start_offset(&self, epoch: i32, start_offset: i64) -> Result<(), LogError> {
+        self.ensure_open()?;
         self.epoch_cache.assign(epoch, start_offset)
     }
 
@@ -164,7 +175,18 @@ impl Log {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// The data directory this log lives in.
+    pub fn data_dir(&self) -> &Arc<DataDir> {
+        &self.data_dir
+    }
+
     pub(super) fn ensure_open(&self) -> Result<(), LogError> {
+        if self.data_dir.is_offline() {
+            return Err(LogError::DirOffline {
+                topic_partition: self.tp.to_string(),
+                dir: self.data_dir.path().to_path_buf(),
+            });
+        }
         if self.is_closed() {
             return Err(LogError::Closed {
                 topic_partition: self.tp.to_string(),
@@ -469,6 +491,8 @@ impl Log {
     /// Fsyncs every segment holding data below `offset` that is above the recovery point,
     /// then advances the recovery point. The fsyncs run without the log lock.
     pub fn flush_up_to(&self, offset: i64) -> Result<(), LogError> {
+        let _flushing = lock(&self.flush_lock);
+        self.ensure_open_or_closed()?;
         let from = self.recovery_point();
         if offset <= from {
             return Ok(());
@@ -489,6 +513,8 @@ impl Log {
             target.sync()?;
         }
         let _segments = write(&self.segments);
+        // A failed fsync anywhere in the directory (another thread's) forbids the advance.
+        self.ensure_open_or_closed()?;
         let target = offset.min(self.log_end_offset());
         if target > self.recovery_point() {
             self.recovery_point.store(target, Ordering::Release);
@@ -496,6 +522,15 @@ impl Log {
         self.last_flush_ms.store(now_ms(), Ordering::Release);
         tracing::debug!(topic = %self.tp.topic, partition = self.tp.partition, recovery_point = target, "flushed log");
         Ok(())
+    }
+
+    /// Like `ensure_open`, but a log closed by shutdown may still be flushed (close flushes
+    /// last); only an offline directory stops it.
+    fn ensure_open_or_closed(&self) -> Result<(), LogError> {
+        match self.ensure_open() {
+            Err(LogError::Closed { .. }) => Ok(()),
+            other => other,
+        }
     }
 
     /// Fsyncs everything written so far and moves the recovery point to the LEO.

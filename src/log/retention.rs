@@ -165,6 +165,7 @@ impl Log {
         if self.is_closed() {
             return Ok(0);
         }
+        self.ensure_open()?;
         let config = self.config();
         let log_start = self.log_start_offset();
         let mut deleted =

@@ -5,7 +5,7 @@
 //! parked request watches its own partitions, and each append, high-watermark move or role change
 //! wakes only the waiters of the partition it happened to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -96,19 +96,22 @@ pub struct ReplicationConfig {
 pub(super) struct Inner {
     broker_id: i32,
     config: ReplicationConfig,
-    logs: LogManager,
+    pub(super) logs: LogManager,
     metadata: MetadataCache,
     pub(super) zk: ZkHandle,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The largest controller epoch seen in a control request; older ones are stale.
     controller_epoch: Mutex<i32>,
     purgatory: Arc<Purgatory>,
-    fetchers: FetcherManager,
+    pub(super) fetchers: FetcherManager,
     pub(super) isr_tx: mpsc::UnboundedSender<IsrRequest>,
     isr_rx: Mutex<Option<mpsc::UnboundedReceiver<IsrRequest>>>,
     pending_isr: Mutex<PendingIsrChanges>,
     /// `replication-offset-checkpoint` as read at start-up, consumed as partitions appear.
     checkpointed_hws: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Partitions whose log directory went offline (Kafka's `HostedPartition.Offline`): every
+    /// request for them is answered KAFKA_STORAGE_ERROR until the broker restarts.
+    pub(super) offline: Mutex<HashSet<TopicPartition>>,
 }
 
 /// Runs blocking work on a multi-threaded runtime without stalling the tasks that share its
@@ -120,7 +123,7 @@ fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -167,6 +170,7 @@ impl ReplicaManager {
                 isr_rx: Mutex::new(Some(isr_rx)),
                 pending_isr: Mutex::new(PendingIsrChanges::default()),
                 checkpointed_hws: Mutex::new(checkpointed_hws),
+                offline: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -245,7 +249,7 @@ impl ReplicaManager {
         }
     }
 
-    fn partitions_mut(
+    pub(super) fn partitions_mut(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
         match self.inner.partitions.write() {
@@ -291,9 +295,9 @@ impl ReplicaManager {
             .get()
             .get_topic_config(topic)
             .await
-            .map_err(|e| ReplicaError::Storage(format!("reading topic config: {e}")))?;
+            .map_err(|e| ReplicaError::Unavailable(format!("reading topic config: {e}")))?;
         crate::config::topic_log_config(self.inner.logs.default_config(), &overrides)
-            .map_err(|e| ReplicaError::Storage(format!("topic {topic}: {e}")))
+            .map_err(|e| ReplicaError::Unavailable(format!("topic {topic}: {e}")))
     }
 
     /// Applies LeaderAndIsr (reference §4 "Broker handling of LeaderAndIsr"); the controller
@@ -367,6 +371,9 @@ impl ReplicaManager {
         if !s.replicas.contains(&self.inner.broker_id) {
             return Err(Some(ReplicaError::UnknownTopicOrPartition));
         }
+        if let Some(e) = self.offline_error(tp) {
+            return Err(Some(e));
+        }
         let partition = match self.partition(tp) {
             Some(p) => p,
             None => {
@@ -374,7 +381,7 @@ impl ReplicaManager {
                 // concurrent StopReplica): refuse rather than guess its config.
                 let config = config
                     .unwrap_or_else(|| {
-                        Err(ReplicaError::Storage(format!(
+                        Err(ReplicaError::Unavailable(format!(
                             "config of topic {} was not loaded",
                             tp.topic
                         )))
@@ -388,7 +395,7 @@ impl ReplicaManager {
                     None => self
                         .inner
                         .logs
-                        .get_or_create_log(tp, config)
+                        .get_or_create_log_for(tp, config, s.is_new)
                         .map_err(|e| Some(ReplicaError::from_log(e)))?,
                 };
                 let p = Arc::new(Partition::new(
@@ -449,7 +456,12 @@ impl ReplicaManager {
         // newer than the hosted partition's is FENCED_LEADER_EPOCH and the replica stays.
         let mut fenced = Vec::new();
         let mut partitions_to_stop = Vec::with_capacity(partitions.len());
+        let mut offline = Vec::new();
         for (tp, delete, epoch) in partitions {
+            if self.offline_error(&tp).is_some() {
+                offline.push(tp);
+                continue;
+            }
             let current = self.partition(&tp).map(|p| p.leader_epoch());
             match current {
                 Some(current)
@@ -496,6 +508,10 @@ impl ReplicaManager {
                     .into_iter()
                     .map(|tp| (tp, Err(ReplicaError::FencedLeaderEpoch))),
             )
+            .chain(offline.into_iter().map(|tp| {
+                let e = self.offline_error(&tp);
+                (tp, Err(e.unwrap_or(ReplicaError::UnknownTopicOrPartition)))
+            }))
             .collect();
         if !to_delete.is_empty() {
             tracing::info!(
@@ -521,6 +537,9 @@ impl ReplicaManager {
     }
 
     fn missing_partition_error(&self, tp: &TopicPartition) -> ReplicaError {
+        if let Some(e) = self.offline_error(tp) {
+            return e;
+        }
         let snap = self.inner.metadata.snapshot();
         if snap.partition(&tp.topic, tp.partition).is_some() {
             ReplicaError::NotLeader

@@ -8,6 +8,7 @@
 mod fetcher;
 mod isr;
 mod manager;
+mod offline;
 mod partition;
 mod purgatory;
 pub mod rules;
@@ -57,6 +58,11 @@ pub enum ReplicaError {
     UnknownLeaderEpoch,
     #[error("storage error: {0}")]
     Storage(String),
+    /// Something this broker needs for the partition (its topic config from ZooKeeper) could
+    /// not be had just now; not a storage fault, so the controller does not take the replica
+    /// offline over it.
+    #[error("{0}")]
+    Unavailable(String),
     /// A client batch refused by the log validator (nothing was written).
     #[error("{0}")]
     Rejected(ValidationError),

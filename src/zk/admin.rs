@@ -21,13 +21,20 @@ use super::watch::Watch;
 
 /// An `isr_change_<seq>` child name; anything else would address another znode.
 fn check_isr_change_child(child: &str) -> Result<(), ZkError> {
-    let digits = child.strip_prefix(ISR_CHANGE_PREFIX).unwrap_or_default();
+    check_sequential_child(ISR_CHANGE_NOTIFICATION_PATH, ISR_CHANGE_PREFIX, child)
+}
+
+/// A `<prefix><digits>` child name of `parent`, as ZooKeeper's sequential create makes them.
+pub(super) fn check_sequential_child(
+    parent: &str,
+    prefix: &str,
+    child: &str,
+) -> Result<(), ZkError> {
+    let digits = child.strip_prefix(prefix).unwrap_or_default();
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ZkError::malformed(
-            ISR_CHANGE_NOTIFICATION_PATH,
-            CodecError::new(format!(
-                "{child:?} is not an {ISR_CHANGE_PREFIX}<sequence> child"
-            )),
+            parent,
+            CodecError::new(format!("{child:?} is not a {prefix}<sequence> child")),
         ));
     }
     Ok(())

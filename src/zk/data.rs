@@ -574,6 +574,30 @@ pub fn decode_partition_list(bytes: &[u8]) -> Result<Vec<(String, i32)>, CodecEr
     Ok(out)
 }
 
+// ---- /log_dir_event_notification/log_dir_event_<seq> ----
+
+/// Kafka's `LogDirEventNotificationHandler.LogDirFailure`, the only event 2.8 writes.
+pub const LOG_DIR_FAILURE_EVENT: i32 = 1;
+
+/// `{"version":1,"broker":<id>,"event":1}` (Kafka's `LogDirEventNotificationSequenceZNode`).
+pub fn encode_log_dir_event(broker: i32) -> Vec<u8> {
+    to_bytes(obj([
+        ("version", Value::from(1)),
+        ("broker", Value::from(broker)),
+        ("event", Value::from(LOG_DIR_FAILURE_EVENT)),
+    ]))
+}
+
+/// The broker id of a log-dir event (Kafka reads only `broker`).
+pub fn decode_log_dir_event(bytes: &[u8]) -> Result<i32, CodecError> {
+    #[derive(Deserialize)]
+    struct Event {
+        broker: i32,
+    }
+    let e: Event = parse(bytes, "log dir event")?;
+    Ok(e.broker)
+}
+
 // ---- validation (AdminZkClient.validateTopicCreate, Topic.validate) ----
 
 pub use crate::common::validate_topic_name;

@@ -293,6 +293,19 @@ fn partition_lists() {
 }
 
 #[test]
+fn log_dir_events() {
+    // As Kafka 2.8's LogDirEventNotificationSequenceZNode writes it (key order aside).
+    let kafka = br#"{"version":1,"broker":3,"event":1}"#;
+    assert_eq!(decode_log_dir_event(kafka), Ok(3));
+    assert_eq!(
+        encode_log_dir_event(7),
+        br#"{"broker":7,"event":1,"version":1}"#
+    );
+    assert!(decode_log_dir_event(br#"{"version":1,"event":1}"#).is_err());
+    assert!(decode_log_dir_event(br#"{"version":1,"broker":"x"}"#).is_err());
+}
+
+#[test]
 fn topic_names() {
     assert!(validate_topic_name("orders.v1_x-2").is_ok());
     for bad in ["", ".", "..", "a/b", "a b", "ü"] {

@@ -4,6 +4,7 @@
 //!
 //! Depends only on `zookeeper-client`; nothing above it knows about znodes or JSON.
 //!
+//! - `log_dir_events`: KIP-112 log-directory failure notifications.
 //! - `client`: [`KafkaZkClient`] session set-up (chroot bootstrap), session loss, start-up znodes.
 //! - `brokers`, `controller`, `topics`, `admin`: the typed API, by znode family.
 //! - `ops`: shared low-level reads/writes and the controller-epoch–checked multi.
@@ -20,6 +21,7 @@ mod controller;
 pub mod data;
 mod error;
 mod handle;
+mod log_dir_events;
 mod ops;
 pub mod paths;
 mod states;

@@ -26,6 +26,8 @@ pub const ISR_CHANGE_NOTIFICATION_PATH: &str = "/isr_change_notification";
 pub const ISR_CHANGE_PREFIX: &str = "isr_change_";
 pub const LATEST_PRODUCER_ID_BLOCK_PATH: &str = "/latest_producer_id_block";
 pub const LOG_DIR_EVENT_NOTIFICATION_PATH: &str = "/log_dir_event_notification";
+/// Name prefix of the PERSISTENT_SEQUENTIAL children of [`LOG_DIR_EVENT_NOTIFICATION_PATH`].
+pub const LOG_DIR_EVENT_PREFIX: &str = "log_dir_event_";
 pub const CLUSTER_ID_PATH: &str = "/cluster/id";
 
 /// The persistent paths every 2.8 broker creates at start-up (`ZkData.PersistentZkPaths`, with
@@ -90,6 +92,16 @@ pub fn isr_change_notification_path(child: &str) -> String {
 /// The path handed to a sequential create; ZooKeeper appends 10 zero-padded digits.
 pub fn isr_change_sequence_prefix() -> String {
     format!("{ISR_CHANGE_NOTIFICATION_PATH}/{ISR_CHANGE_PREFIX}")
+}
+
+/// `/log_dir_event_notification/<child>` for a child such as `log_dir_event_0000000003`.
+pub fn log_dir_event_path(child: &str) -> String {
+    format!("{LOG_DIR_EVENT_NOTIFICATION_PATH}/{child}")
+}
+
+/// The path handed to a sequential create of a log-dir event.
+pub fn log_dir_event_sequence_prefix() -> String {
+    format!("{LOG_DIR_EVENT_NOTIFICATION_PATH}/{LOG_DIR_EVENT_PREFIX}")
 }
 
 /// The parent of an absolute path (`/a/b` → `/a`), or `None` for `/` and top-level nodes.

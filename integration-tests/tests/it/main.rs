@@ -19,6 +19,7 @@ mod groups;
 mod hostile;
 mod isr;
 mod lifecycle;
+mod log_dir_failure;
 mod malformed;
 mod memory;
 mod raw;

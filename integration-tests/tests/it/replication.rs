@@ -34,7 +34,7 @@ enum Victim {
 
 /// An acks=all producer that never gives up on a message within the test and keeps order
 /// without idempotence (one request in flight per connection).
-fn durable_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
+pub fn durable_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
