@@ -47,7 +47,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Kafka's network threads and request-handler threads are one pool of async workers here:
+    // as many as the two settings ask for together.
+    let workers = config.num_network_threads + config.num_io_threads;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gregor: cannot start the async runtime: {e}");

@@ -22,7 +22,9 @@ use crate::controller::{self, ControllerHandle, Event};
 use crate::coordinator::GroupCoordinator;
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
-use crate::network::{self, ConnectionLimits, ConnectionQuotaConfig, ConnectionQuotas};
+use crate::network::{
+    self, ConnectionLimits, ConnectionQuotaConfig, ConnectionQuotas, RequestBudget,
+};
 use crate::replication::{FetcherConfig, ReplicaManager, ReplicationConfig};
 use crate::util::fd_limit;
 use crate::zk::{BrokerInfo, EndPoint, KafkaZkClient, SecurityProtocol, ZkError, ZkHandle};
@@ -87,12 +89,14 @@ fn replication_config(config: &KafkaConfig) -> ReplicationConfig {
 }
 
 async fn connect_zk(config: &KafkaConfig) -> Result<KafkaZkClient, ZkError> {
-    KafkaZkClient::connect(
+    let zk = KafkaZkClient::connect(
         &config.zookeeper_connect,
         Duration::from_millis(config.zookeeper_session_timeout_ms),
         Duration::from_millis(config.zookeeper_connection_timeout_ms),
     )
-    .await
+    .await?;
+    zk.set_max_in_flight(config.zookeeper_max_in_flight_requests);
+    Ok(zk)
 }
 
 /// Raises the soft open-file limit to the hard one, as operators do for Kafka: the broker holds
@@ -242,6 +246,9 @@ pub async fn run(
     let limits = ConnectionLimits {
         max_request_bytes: config.socket_request_max_bytes,
         idle_timeout: Duration::from_millis(config.connections_max_idle_ms),
+        budget: RequestBudget::new(config.queued_max_requests, config.queued_max_request_bytes),
+        send_buffer_bytes: config.socket_send_buffer_bytes,
+        receive_buffer_bytes: config.socket_receive_buffer_bytes,
     };
     let quotas = ConnectionQuotas::new(ConnectionQuotaConfig {
         max_connections: config.max_connections,
@@ -257,7 +264,7 @@ pub async fn run(
         servers.push(tokio::spawn(network::serve(
             listener,
             ctx.clone(),
-            limits,
+            limits.clone(),
             quotas.clone(),
             shutdown_rx.clone(),
         )));
@@ -320,7 +327,7 @@ async fn start_logs(
         })?;
         topic_configs.insert(topic.clone(), cfg);
     }
-    Ok(LogManager::startup(
+    Ok(LogManager::startup_with_threads(
         &config.log_dirs,
         config.broker_id,
         cluster_id,
@@ -331,6 +338,7 @@ async fn start_logs(
                 .cloned()
                 .unwrap_or_else(|| default_log_config.clone())
         },
+        config.num_recovery_threads_per_data_dir,
     )?)
 }
 

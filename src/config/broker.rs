@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use super::keys::{broker_key, ms_per_unit, BrokerKey};
+use super::keys::{broker_key, ms_per_unit, BrokerKey, Support};
 use super::value::{invalid, parse, Value};
 use super::{local_hostname, parse_listeners, ConfigError, KafkaConfig, Listener};
 use crate::log::{CompressionType, TimestampType};
@@ -29,7 +29,8 @@ impl<'a> Props<'a> {
         for (name, raw) in self.map {
             match broker_key(name) {
                 Some(key) => {
-                    parse(key.name, key.ty, key.validator, raw)?;
+                    let value = parse(key.name, key.ty, key.validator, raw)?;
+                    check_support(key, raw, &value)?;
                 }
                 None => tracing::warn!(key = %name, "unknown config key ignored"),
             }
@@ -102,6 +103,26 @@ impl<'a> Props<'a> {
 
 const RETENTION_MS: &str = "log.retention.ms";
 
+/// A key gregor cannot act on fully accepts only the values it can honour (see `Support`).
+fn check_support(key: &BrokerKey, raw: &str, value: &Value) -> Result<(), ConfigError> {
+    match key.support {
+        Support::Applied | Support::Vacuous(_) => Ok(()),
+        Support::Limited { allows, why } if !allows(value) => Err(invalid(key.name, raw, why)),
+        Support::Limited { .. } => Ok(()),
+        Support::DefaultOnly(why) => {
+            let default = key
+                .default
+                .map(|d| parse(key.name, key.ty, key.validator, d))
+                .transpose()?;
+            if default.is_some_and(|d| d.render() == value.render()) {
+                Ok(())
+            } else {
+                Err(invalid(key.name, raw, why))
+            }
+        }
+    }
+}
+
 /// `max.connections.per.ip.overrides` with each host resolved to its address (as Kafka's
 /// `InetAddress.getByName`); a per-IP limit of 0 needs overrides, or no client could connect.
 fn connection_overrides(p: &Props) -> Result<Vec<(std::net::IpAddr, usize)>, ConfigError> {
@@ -163,6 +184,111 @@ fn listeners(p: &Props) -> Result<(Vec<Listener>, Vec<Listener>), ConfigError> {
         }
     }
     Ok((listeners, advertised))
+}
+
+/// Kafka's rule when ids may be generated: configured ids stay at or below
+/// `reserved.broker.max.id`, so they never collide with generated ones.
+fn check_broker_id(p: &Props, broker_id: i32) -> Result<(), ConfigError> {
+    let max: i32 = p.num("reserved.broker.max.id")?;
+    if p.boolean("broker.id.generation.enable")? && broker_id > max {
+        return Err(invalid(
+            "broker.id",
+            &broker_id.to_string(),
+            format!("must not be greater than reserved.broker.max.id ({max}) while broker.id.generation.enable is true"),
+        ));
+    }
+    Ok(())
+}
+
+/// `listener.security.protocol.map` must map each listener to a protocol gregor speaks
+/// (PLAINTEXT only, until TLS and SASL exist), and `inter.broker.listener.name` must name one.
+fn check_listener_protocols(p: &Props, listeners: &[Listener]) -> Result<(), ConfigError> {
+    const MAP: &str = "listener.security.protocol.map";
+    let raw = p.text(MAP)?.unwrap_or_default();
+    let mut map = BTreeMap::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, protocol) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(MAP, &raw, format!("entry {entry:?} is not NAME:PROTOCOL")))?;
+        let protocol = protocol.trim().to_ascii_uppercase();
+        if !["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].contains(&protocol.as_str()) {
+            return Err(invalid(
+                MAP,
+                &raw,
+                format!("unknown security protocol {protocol}"),
+            ));
+        }
+        map.insert(name.trim().to_ascii_uppercase(), protocol);
+    }
+    for l in listeners {
+        match map.get(&l.name).map(String::as_str) {
+            Some("PLAINTEXT") => {}
+            Some(other) => {
+                return Err(invalid(
+                    MAP,
+                    &raw,
+                    format!(
+                        "listener {} uses {other}; only PLAINTEXT is supported",
+                        l.name
+                    ),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    MAP,
+                    &raw,
+                    format!("no security protocol for listener {}", l.name),
+                ))
+            }
+        }
+    }
+    if let Some(name) = p.text("inter.broker.listener.name")? {
+        if !listeners.iter().any(|l| l.name.eq_ignore_ascii_case(&name)) {
+            return Err(invalid(
+                "inter.broker.listener.name",
+                &name,
+                "must be one of the names in listeners",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A socket buffer size; -1 (Kafka's "OS default") is `None`.
+fn buffer_size(p: &Props, key: &'static str) -> Result<Option<usize>, ConfigError> {
+    let v: i64 = p.num(key)?;
+    match v {
+        -1 => Ok(None),
+        n => usize::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(
+                    key,
+                    &n.to_string(),
+                    "must be -1 (the OS default) or positive",
+                )
+            }),
+    }
+}
+
+/// Kafka's check: a byte budget smaller than one request could never admit the largest one.
+fn queued_bytes(p: &Props) -> Result<Option<usize>, ConfigError> {
+    const KEY: &str = "queued.max.request.bytes";
+    let v: i64 = p.num(KEY)?;
+    if v <= 0 {
+        return Ok(None);
+    }
+    let max_request: i64 = p.num("socket.request.max.bytes")?;
+    if v < max_request {
+        return Err(invalid(
+            KEY,
+            &v.to_string(),
+            "must be at least socket.request.max.bytes (or -1 for no limit)",
+        ));
+    }
+    Ok(usize::try_from(v).ok())
 }
 
 fn log_dirs(p: &Props) -> Result<Vec<PathBuf>, ConfigError> {
@@ -266,7 +392,9 @@ impl KafkaConfig {
                 "set an explicit non-negative broker.id (automatic id generation is not supported)",
             ));
         }
+        check_broker_id(&p, broker_id)?;
         let (listeners, advertised_listeners) = listeners(&p)?;
+        check_listener_protocols(&p, &listeners)?;
         let zookeeper_connect = p
             .text("zookeeper.connect")?
             .filter(|s| !s.is_empty())
@@ -291,6 +419,15 @@ impl KafkaConfig {
             zookeeper_connection_timeout_ms,
             rack: p.text("broker.rack")?,
             socket_request_max_bytes: p.num("socket.request.max.bytes")?,
+            socket_send_buffer_bytes: buffer_size(&p, "socket.send.buffer.bytes")?,
+            socket_receive_buffer_bytes: buffer_size(&p, "socket.receive.buffer.bytes")?,
+            queued_max_requests: p.at_least("queued.max.requests", 1)?,
+            queued_max_request_bytes: queued_bytes(&p)?,
+            num_network_threads: p.at_least("num.network.threads", 1)?,
+            num_io_threads: p.at_least("num.io.threads", 1)?,
+            num_recovery_threads_per_data_dir: p
+                .at_least("num.recovery.threads.per.data.dir", 1)?,
+            zookeeper_max_in_flight_requests: p.at_least("zookeeper.max.in.flight.requests", 1)?,
             connections_max_idle_ms: p.at_least("connections.max.idle.ms", 1)?,
             max_connections: p.num("max.connections")?,
             max_connections_per_ip: p.num("max.connections.per.ip")?,

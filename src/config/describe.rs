@@ -206,7 +206,7 @@ pub fn describe_topic(
 
 #[cfg(test)]
 mod tests {
-    use super::super::keys::{ConfigType, Validator};
+    use super::super::keys::{ConfigType, Support, Validator};
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -224,7 +224,7 @@ mod tests {
             default: None,
             validator: Validator::Any,
             dynamic: Dynamic::PerBroker,
-            applied: true,
+            support: Support::Applied,
             synonyms: &[],
         },
         BrokerKey {
@@ -233,7 +233,7 @@ mod tests {
             default: Some("d"),
             validator: Validator::Any,
             dynamic: Dynamic::ReadOnly,
-            applied: true,
+            support: Support::Applied,
             synonyms: &[],
         },
     ];

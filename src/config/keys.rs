@@ -51,10 +51,9 @@ pub struct BrokerKey {
     pub default: Option<&'static str>,
     pub validator: Validator,
     pub dynamic: Dynamic,
-    /// False for keys gregor accepts, validates and reports without acting on them (JVM thread
-    /// pools, the log cleaner, transactions): listing them keeps the unknown-key warning
-    /// meaningful and lets clients read them back as from Kafka.
-    pub applied: bool,
+    /// Whether gregor acts on the key, and if not, which values it can still honour; no key
+    /// is accepted and then ignored.
+    pub support: Support,
     /// Kafka's `brokerConfigSynonyms`: the names that set the same value, in precedence order
     /// (`log.retention.ms`, `.minutes`, `.hours`). Empty means the key alone.
     pub synonyms: &'static [&'static str],
@@ -72,6 +71,24 @@ pub struct TopicKey {
     pub broker_synonym: Option<&'static str>,
     /// False for keys stored and reported but not acted on (compaction, compression, throttles).
     pub applied: bool,
+}
+
+/// What gregor does with a broker key's value.
+#[derive(Debug, Clone, Copy)]
+pub enum Support {
+    /// Acted on as in Kafka.
+    Applied,
+    /// gregor can do only what the values `allows` accepts (often just the default, which is
+    /// what it does); any other value given stops start-up, naming the key and `why`.
+    Limited {
+        allows: fn(&super::value::Value) -> bool,
+        why: &'static str,
+    },
+    /// Only the key's default (what gregor does) is accepted; another value stops start-up.
+    DefaultOnly(&'static str),
+    /// Every value is honoured because what the key governs never happens in gregor (`why`
+    /// says what): no old-format fetch to down-convert, no transaction state topic yet.
+    Vacuous(&'static str),
 }
 
 impl ConfigType {
@@ -231,6 +248,44 @@ fn throttled_replicas(value: &str) -> Result<(), String> {
     }
 }
 
+use super::value::Value;
+
+fn is_false(v: &Value) -> bool {
+    matches!(v, Value::Bool(false))
+}
+
+fn is_one(v: &Value) -> bool {
+    matches!(v, Value::Long(1))
+}
+
+fn is_minus_one(v: &Value) -> bool {
+    matches!(v, Value::Long(-1))
+}
+
+/// `major.minor` of a Kafka version string ("0.11.0" counts as 0.11).
+fn major_minor(v: &Value) -> Option<(u32, u32)> {
+    let Value::Text(t) = v else { return None };
+    let mut parts = t.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The inter-broker requests gregor sends are those of 2.4-IV1 (LeaderAndIsr v4, UpdateMetadata
+/// v6, StopReplica v3), which every version from 2.4 to 2.8 speaks.
+fn ibp_supported(v: &Value) -> bool {
+    major_minor(v).is_some_and(|mm| ((2, 4)..=(2, 8)).contains(&mm))
+}
+
+/// Only RecordBatch v2 (0.11 and later) is written.
+fn message_format_supported(v: &Value) -> bool {
+    major_minor(v).is_some_and(|mm| mm >= (0, 11))
+}
+
+const NO_TXN_TOPIC: &str =
+    "they configure __transaction_state, which gregor does not create until transactions exist";
+const NO_CLEANER: &str = "log compaction is not implemented yet: only the default is accepted";
+
 use ConfigType::{Bool, Double, Int, List, Long, Short, Str};
 use Dynamic::{ClusterWide, PerBroker, ReadOnly};
 use Validator::{Any, AtLeast, Between, Check, EachOneOf, OneOf};
@@ -259,14 +314,28 @@ const fn b(
         default,
         validator,
         dynamic,
-        applied: true,
+        support: Support::Applied,
         synonyms: &[],
     }
 }
 
 impl BrokerKey {
-    const fn ignored(mut self) -> Self {
-        self.applied = false;
+    const fn limited(
+        mut self,
+        allows: fn(&super::value::Value) -> bool,
+        why: &'static str,
+    ) -> Self {
+        self.support = Support::Limited { allows, why };
+        self
+    }
+
+    const fn default_only(mut self, why: &'static str) -> Self {
+        self.support = Support::DefaultOnly(why);
+        self
+    }
+
+    const fn vacuous(mut self, why: &'static str) -> Self {
+        self.support = Support::Vacuous(why);
         self
     }
 
@@ -307,32 +376,37 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     // Identity, listeners and ZooKeeper.
     b("broker.id", Int, Some("-1"), Any, ReadOnly),
     b("broker.rack", Str, None, Any, ReadOnly),
-    b("broker.id.generation.enable", Bool, Some("true"), Any, ReadOnly).ignored(),
-    b("reserved.broker.max.id", Int, Some("1000"), AtLeast(0), ReadOnly).ignored(),
+    b("broker.id.generation.enable", Bool, Some("true"), Any, ReadOnly),
+    b("reserved.broker.max.id", Int, Some("1000"), AtLeast(0), ReadOnly),
     b("listeners", Str, None, Any, PerBroker),
     b("advertised.listeners", Str, None, Any, PerBroker),
-    b("listener.security.protocol.map", Str, Some(PROTOCOL_MAP), Any, PerBroker).ignored(),
-    b("inter.broker.listener.name", Str, None, Any, ReadOnly).ignored(),
-    b("inter.broker.protocol.version", Str, Some("2.8-IV1"), Check(api_version), ReadOnly).ignored(),
+    b("listener.security.protocol.map", Str, Some(PROTOCOL_MAP), Any, PerBroker),
+    b("inter.broker.listener.name", Str, None, Any, ReadOnly),
+    b("inter.broker.protocol.version", Str, Some("2.8-IV1"), Check(api_version), ReadOnly)
+        .limited(ibp_supported, "gregor sends the inter-broker requests of 2.4-IV1, so 2.4 to 2.8 are accepted"),
     b("zookeeper.connect", Str, None, Any, ReadOnly),
     b("zookeeper.session.timeout.ms", Int, Some("18000"), Any, ReadOnly),
     b("zookeeper.connection.timeout.ms", Int, None, Any, ReadOnly),
-    b("zookeeper.max.in.flight.requests", Int, Some("10"), AtLeast(1), ReadOnly).ignored(),
-    b("zookeeper.set.acl", Bool, Some("false"), Any, ReadOnly).ignored(),
+    // gregor's controller pipelines whole batches, so its default window is wider than Kafka's 10.
+    b("zookeeper.max.in.flight.requests", Int, Some("2000"), AtLeast(1), ReadOnly),
+    b("zookeeper.set.acl", Bool, Some("false"), Any, ReadOnly)
+        .limited(is_false, "ZooKeeper authentication is not implemented: znodes are created with open ACLs"),
     // Network and threads.
     b("socket.request.max.bytes", Int, Some("104857600"), AtLeast(1), ReadOnly),
-    b("socket.send.buffer.bytes", Int, Some("102400"), Any, ReadOnly).ignored(),
-    b("socket.receive.buffer.bytes", Int, Some("102400"), Any, ReadOnly).ignored(),
+    b("socket.send.buffer.bytes", Int, Some("102400"), Any, ReadOnly),
+    b("socket.receive.buffer.bytes", Int, Some("102400"), Any, ReadOnly),
     b("connections.max.idle.ms", Long, Some("600000"), Any, ReadOnly),
     b("max.incremental.fetch.session.cache.slots", Int, Some("1000"), AtLeast(0), ReadOnly),
     b("max.connections", Int, Some(I32_MAX), AtLeast(0), ClusterWide),
     b("max.connections.per.ip", Int, Some(I32_MAX), AtLeast(0), ClusterWide),
     b("max.connections.per.ip.overrides", Str, Some(""), Check(connection_overrides), ClusterWide),
-    b("queued.max.requests", Int, Some("500"), AtLeast(1), ReadOnly).ignored(),
-    b("num.network.threads", Int, Some("3"), AtLeast(1), ClusterWide).ignored(),
-    b("num.io.threads", Int, Some("8"), AtLeast(1), ClusterWide).ignored(),
-    b("num.replica.fetchers", Int, Some("1"), Any, ClusterWide).ignored(),
-    b("num.recovery.threads.per.data.dir", Int, Some("1"), AtLeast(1), ClusterWide).ignored(),
+    b("queued.max.requests", Int, Some("500"), AtLeast(1), ReadOnly),
+    b("queued.max.request.bytes", Long, Some("-1"), Any, ReadOnly),
+    b("num.network.threads", Int, Some("3"), AtLeast(1), ClusterWide),
+    b("num.io.threads", Int, Some("8"), AtLeast(1), ClusterWide),
+    b("num.replica.fetchers", Int, Some("1"), Any, ClusterWide)
+        .limited(is_one, "gregor runs one fetcher per source broker"),
+    b("num.recovery.threads.per.data.dir", Int, Some("1"), AtLeast(1), ClusterWide),
     // Topics.
     b("message.max.bytes", Int, Some("1048588"), AtLeast(0), ClusterWide),
     b("num.partitions", Int, Some("1"), AtLeast(1), ReadOnly),
@@ -364,17 +438,21 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("log.flush.start.offset.checkpoint.interval.ms", Int, Some("60000"), AtLeast(0), ReadOnly),
     b("log.message.timestamp.type", Str, Some("CreateTime"), OneOf(TIMESTAMP_TYPES), ClusterWide),
     b("log.message.timestamp.difference.max.ms", Long, Some(I64_MAX), Any, ClusterWide),
-    b("log.message.format.version", Str, Some("2.8-IV1"), Check(api_version), ReadOnly).ignored(),
-    b("log.message.downconversion.enable", Bool, Some("true"), Any, ClusterWide).ignored(),
+    b("log.message.format.version", Str, Some("2.8-IV1"), Check(api_version), ReadOnly)
+        .limited(message_format_supported, "gregor writes only record batch v2, the format of 0.11 and later"),
+    b("log.message.downconversion.enable", Bool, Some("true"), Any, ClusterWide)
+        .vacuous("no supported Fetch version needs records older than v2, so nothing is ever down-converted"),
     b("log.cleanup.policy", List, Some("delete"), EachOneOf(CLEANUP_POLICIES), ClusterWide),
     b("log.segment.delete.delay.ms", Long, Some("60000"), AtLeast(0), ClusterWide),
-    b("log.preallocate", Bool, Some("false"), Any, ClusterWide).ignored(),
-    b("log.cleaner.enable", Bool, Some("true"), Any, ReadOnly).ignored(),
-    b("log.cleaner.threads", Int, Some("1"), AtLeast(0), ClusterWide).ignored(),
-    b("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Any, ClusterWide).ignored(),
-    b("log.cleaner.delete.retention.ms", Long, Some("86400000"), Any, ClusterWide).ignored(),
-    b("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Any, ClusterWide).ignored(),
-    b("log.cleaner.max.compaction.lag.ms", Long, Some(I64_MAX), Any, ClusterWide).ignored(),
+    b("log.preallocate", Bool, Some("false"), Any, ClusterWide)
+        .limited(is_false, "segment files are not preallocated"),
+    b("log.cleaner.enable", Bool, Some("true"), Any, ReadOnly)
+        .limited(is_false, "log compaction is not implemented yet (compacted topics keep every record); only false is accepted"),
+    b("log.cleaner.threads", Int, Some("1"), AtLeast(0), ClusterWide).default_only(NO_CLEANER),
+    b("log.cleaner.min.cleanable.ratio", Double, Some("0.5"), Any, ClusterWide).default_only(NO_CLEANER),
+    b("log.cleaner.delete.retention.ms", Long, Some("86400000"), Any, ClusterWide).default_only(NO_CLEANER),
+    b("log.cleaner.min.compaction.lag.ms", Long, Some("0"), Any, ClusterWide).default_only(NO_CLEANER),
+    b("log.cleaner.max.compaction.lag.ms", Long, Some(I64_MAX), Any, ClusterWide).default_only(NO_CLEANER),
     // Group coordinator and offsets.
     b("offsets.topic.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly),
     b("offsets.topic.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly),
@@ -382,16 +460,17 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("offsets.retention.minutes", Int, Some("10080"), AtLeast(1), ReadOnly),
     b("offsets.retention.check.interval.ms", Long, Some("600000"), AtLeast(1), ReadOnly),
     b("offsets.commit.timeout.ms", Int, Some("5000"), AtLeast(1), ReadOnly),
-    b("offsets.commit.required.acks", Short, Some("-1"), Any, ReadOnly).ignored(),
+    b("offsets.commit.required.acks", Short, Some("-1"), Any, ReadOnly)
+        .limited(is_minus_one, "offsets are written with acks=all"),
     b("offsets.load.buffer.size", Int, Some("5242880"), AtLeast(1), ReadOnly),
     b("offset.metadata.max.bytes", Int, Some("4096"), Any, ReadOnly),
     b("group.min.session.timeout.ms", Int, Some("6000"), Any, ReadOnly),
     b("group.max.session.timeout.ms", Int, Some("1800000"), Any, ReadOnly),
     b("group.initial.rebalance.delay.ms", Int, Some("3000"), Any, ReadOnly),
     b("group.max.size", Int, Some(I32_MAX), AtLeast(1), ReadOnly),
-    b("transaction.state.log.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly).ignored(),
-    b("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1), ReadOnly).ignored(),
-    b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly).ignored(),
+    b("transaction.state.log.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
+    b("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
+    b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
     // Replication and the controller.
     b("replica.lag.time.max.ms", Long, Some("30000"), Any, ReadOnly),
     b("fetch.max.bytes", Int, Some("57671680"), AtLeast(1024), ReadOnly),

@@ -17,6 +17,8 @@ pub mod topic;
 mod value;
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -92,6 +94,21 @@ pub struct KafkaConfig {
     pub rack: Option<String>,
 
     pub socket_request_max_bytes: usize,
+    /// `SO_SNDBUF` / `SO_RCVBUF` of accepted connections; `None` (-1) keeps the OS default.
+    pub socket_send_buffer_bytes: Option<usize>,
+    pub socket_receive_buffer_bytes: Option<usize>,
+    /// Requests being handled at once in the whole broker (`queued.max.requests`).
+    pub queued_max_requests: usize,
+    /// Bytes of requests being handled at once (`queued.max.request.bytes`); `None` (-1) is
+    /// no limit but `queued.max.requests` × `socket.request.max.bytes`.
+    pub queued_max_request_bytes: Option<usize>,
+    /// The async runtime's workers: Kafka's network and request-handler threads in one pool.
+    pub num_network_threads: usize,
+    pub num_io_threads: usize,
+    /// Threads per log directory that load (and recover) its partitions at start-up.
+    pub num_recovery_threads_per_data_dir: usize,
+    /// ZooKeeper requests a pipelined batch keeps in flight.
+    pub zookeeper_max_in_flight_requests: usize,
     pub connections_max_idle_ms: u64,
     /// Connections the broker accepts in all (`max.connections`).
     pub max_connections: usize,

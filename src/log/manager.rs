@@ -107,16 +107,16 @@ fn list_partition_dirs(
 
 type LoadResult = Result<Vec<(TopicPartition, Arc<Log>)>, LogError>;
 
-/// Opens every log of one data directory; runs on its own thread at startup.
-fn load_dir(data_dir: &Arc<DataDir>, found: Vec<Found>) -> LoadResult {
+/// Opens every log of one data directory on `threads` threads of its own (Kafka's
+/// `num.recovery.threads.per.data.dir`); runs on the directory's thread at startup.
+fn load_dir(data_dir: &Arc<DataDir>, found: Vec<Found>, threads: usize) -> LoadResult {
     let dir = data_dir.path();
     let marker = dir.join(CLEAN_SHUTDOWN_FILE);
     let had_clean_shutdown = marker.exists();
     let recovery_points = read_checkpoint_or_empty(&dir.join(RECOVERY_POINT_CHECKPOINT));
     let log_starts = read_checkpoint_or_empty(&dir.join(LOG_START_OFFSET_CHECKPOINT));
     tracing::info!(dir = %dir.display(), had_clean_shutdown, partitions = found.len(), "loading logs");
-    let mut logs = Vec::with_capacity(found.len());
-    for f in found {
+    let open = |f: Found| -> Result<(TopicPartition, Arc<Log>), LogError> {
         let params = OpenParams {
             recovery_point: recovery_points.get(&f.tp).copied().unwrap_or(0),
             log_start_offset: log_starts.get(&f.tp).copied().unwrap_or(0),
@@ -124,7 +124,35 @@ fn load_dir(data_dir: &Arc<DataDir>, found: Vec<Found>) -> LoadResult {
             data_dir: Arc::clone(data_dir),
         };
         let log = Log::open(f.path, f.tp.clone(), f.config, params)?;
-        logs.push((f.tp, log));
+        Ok((f.tp, log))
+    };
+    let total = found.len();
+    let per_thread = total.div_ceil(threads.max(1)).max(1);
+    let mut groups: Vec<Vec<Found>> = Vec::new();
+    let mut rest = found.into_iter().peekable();
+    while rest.peek().is_some() {
+        groups.push(rest.by_ref().take(per_thread).collect());
+    }
+    let opened: Vec<LoadResult> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|group| s.spawn(|| group.into_iter().map(open).collect::<LoadResult>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(LogError::InvalidArgument {
+                        topic_partition: String::new(),
+                        reason: "log recovery thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut logs = Vec::with_capacity(total);
+    for group in opened {
+        logs.extend(group?);
     }
     if had_clean_shutdown {
         std::fs::remove_file(&marker).at(&marker)?;
@@ -142,6 +170,25 @@ impl LogManager {
         cluster_id: &str,
         default_config: LogConfig,
         topic_configs: &dyn Fn(&str) -> LogConfig,
+    ) -> Result<LogManager, LogError> {
+        Self::startup_with_threads(
+            log_dirs,
+            broker_id,
+            cluster_id,
+            default_config,
+            topic_configs,
+            1,
+        )
+    }
+
+    /// [`Self::startup`] with `recovery_threads` threads loading each directory.
+    pub fn startup_with_threads(
+        log_dirs: &[PathBuf],
+        broker_id: i32,
+        cluster_id: &str,
+        default_config: LogConfig,
+        topic_configs: &dyn Fn(&str) -> LogConfig,
+        recovery_threads: usize,
     ) -> Result<LogManager, LogError> {
         if log_dirs.is_empty() {
             return Err(LogError::NoLogDirs);
@@ -177,7 +224,10 @@ impl LogManager {
                 .into_iter()
                 .map(|(dir, found)| {
                     let loader = Arc::clone(&dir);
-                    (dir, s.spawn(move || load_dir(&loader, found)))
+                    (
+                        dir,
+                        s.spawn(move || load_dir(&loader, found, recovery_threads)),
+                    )
                 })
                 .collect();
             handles

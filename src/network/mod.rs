@@ -23,14 +23,21 @@ use tokio::task::JoinSet;
 use crate::api::{self, ApiContext};
 use crate::protocol::file_region::{Chunk, FileRegion};
 
+mod budget;
 mod quotas;
+pub use budget::RequestBudget;
 pub use quotas::{ConnectionQuotaConfig, ConnectionQuotas};
 
 /// Limits applied to every connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     pub max_request_bytes: usize,
     pub idle_timeout: Duration,
+    /// The broker-wide budget of requests being received.
+    pub budget: std::sync::Arc<RequestBudget>,
+    /// `SO_SNDBUF` / `SO_RCVBUF` for accepted sockets (`None`: the OS default).
+    pub send_buffer_bytes: Option<usize>,
+    pub receive_buffer_bytes: Option<usize>,
 }
 
 /// Counts connections for logs.
@@ -72,10 +79,12 @@ pub async fn serve(
                     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
                     let ctx = ctx.clone();
                     let sd = shutdown.clone();
+                    let limits = limits.clone();
                     connections.spawn(async move {
                         let _slot = slot;
                         let _ = stream.set_nodelay(true);
-                        if let Err(e) = handle_connection(stream, peer, &ctx, limits, sd).await {
+                        set_buffer_sizes(&stream, &limits);
+                        if let Err(e) = handle_connection(stream, peer, &ctx, &limits, sd).await {
                             tracing::debug!(connection = id, %peer, error = %e, "connection closed");
                         }
                     });
@@ -113,7 +122,7 @@ pub enum ConnectionError {
 /// Reads the 4-byte size; `Ok(None)` on a clean close or shutdown between requests.
 async fn read_size(
     stream: &mut TcpStream,
-    limits: ConnectionLimits,
+    limits: &ConnectionLimits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<i32>, ConnectionError> {
     let mut size = [0u8; 4];
@@ -132,7 +141,7 @@ async fn handle_connection(
     mut stream: TcpStream,
     peer: std::net::SocketAddr,
     ctx: &ApiContext,
-    limits: ConnectionLimits,
+    limits: &ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     // Group members report their host as Kafka does; formatted once, not per request.
@@ -150,15 +159,36 @@ async fn handle_connection(
                 max: limits.max_request_bytes,
             });
         }
+        // The buffer is allocated only within the broker's budget (see `budget`).
+        let reserved = tokio::select! {
+            r = limits.budget.reserve(size as usize) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
         let mut frame = BytesMut::zeroed(size as usize);
         // A client that sends a size and then stalls is as idle as one that sends nothing.
         tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut frame))
             .await
             .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
+        drop(reserved);
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
         if let Some(mut response) = api::handle(ctx, &client_host, frame.freeze()).await? {
             write_response(&mut stream, &mut response, limits.idle_timeout).await?;
+        }
+    }
+}
+
+/// Kafka sets the configured buffer sizes on every accepted socket; -1 leaves the OS's.
+fn set_buffer_sizes(stream: &TcpStream, limits: &ConnectionLimits) {
+    let sock = socket2::SockRef::from(stream);
+    if let Some(n) = limits.send_buffer_bytes {
+        if let Err(e) = sock.set_send_buffer_size(n) {
+            tracing::debug!(error = %e, "cannot set socket.send.buffer.bytes");
+        }
+    }
+    if let Some(n) = limits.receive_buffer_bytes {
+        if let Err(e) = sock.set_recv_buffer_size(n) {
+            tracing::debug!(error = %e, "cannot set socket.receive.buffer.bytes");
         }
     }
 }

@@ -26,11 +26,17 @@ struct Settings {
     connection_timeout: Duration,
 }
 
+/// Kafka's `zookeeper.max.in.flight.requests` for the pipelined batch helpers; shared by every
+/// clone and by sessions opened again after expiry.
+#[derive(Debug)]
+pub(super) struct InFlight(std::sync::atomic::AtomicUsize);
+
 /// Kafka's `KafkaZkClient`: typed access to the ZooKeeper layout of reference §1.
 #[derive(Clone, Debug)]
 pub struct KafkaZkClient {
     pub(super) zk: Client,
     settings: Arc<Settings>,
+    in_flight: Arc<InFlight>,
 }
 
 /// Byte offset of the chroot in a connect string: the first `/` that is not part of a
@@ -202,7 +208,22 @@ impl KafkaZkClient {
         Ok(Self {
             zk,
             settings: Arc::new(settings),
+            in_flight: Arc::new(InFlight(std::sync::atomic::AtomicUsize::new(
+                super::ops::PIPELINE_CHUNK,
+            ))),
         })
+    }
+
+    /// Caps the requests a pipelined batch keeps in flight (`zookeeper.max.in.flight.requests`).
+    pub fn set_max_in_flight(&self, n: usize) {
+        self.in_flight
+            .0
+            .store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests a pipelined batch keeps in flight.
+    pub(super) fn max_in_flight(&self) -> usize {
+        self.in_flight.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Opens a fresh session with the same connect string and timeouts (after expiry).
@@ -211,7 +232,9 @@ impl KafkaZkClient {
     /// As [`KafkaZkClient::connect`].
     pub async fn reconnect(&self) -> Result<Self, ZkError> {
         let s = &self.settings;
-        Self::connect(&s.connect, s.session_timeout, s.connection_timeout).await
+        let mut fresh = Self::connect(&s.connect, s.session_timeout, s.connection_timeout).await?;
+        fresh.in_flight = Arc::clone(&self.in_flight);
+        Ok(fresh)
     }
 
     /// The session id, for logs (ZooKeeper prints it in hex).

@@ -30,9 +30,10 @@ pub(super) const PERSISTENT_SEQUENTIAL: CreateOptions<'static> =
 const RETRIES: u32 = 3;
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
-/// How many requests a batch helper keeps in flight at once: enough to hide the round trip,
-/// few enough that a batch of any size holds bounded memory (ZooKeeper itself throttles a
-/// connection at `globalOutstandingLimit`, 1000 by default).
+/// How many requests a batch helper keeps in flight at once unless
+/// `zookeeper.max.in.flight.requests` says otherwise: enough to hide the round trip, few enough
+/// that a batch of any size holds bounded memory (ZooKeeper itself throttles a connection at
+/// `globalOutstandingLimit`, 1000 by default).
 pub(super) const PIPELINE_CHUNK: usize = 2000;
 
 /// Independent writes packed into one multi by [`KafkaZkClient::epoch_checked_items`]: ZooKeeper
@@ -126,7 +127,7 @@ impl KafkaZkClient {
         paths: &[String],
     ) -> Result<Vec<Option<NodeData>>, ZkError> {
         let mut out = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(PIPELINE_CHUNK) {
+        for chunk in paths.chunks(self.max_in_flight()) {
             let pending: Vec<_> = chunk.iter().map(|p| self.zk.get_data(p)).collect();
             for (path, reply) in chunk.iter().zip(pending) {
                 out.push(match reply.await {
@@ -398,7 +399,7 @@ impl KafkaZkClient {
         items: &[Vec<CheckedOp<'_>>],
     ) -> Vec<Result<Vec<MultiWriteResult>, MultiFailure>> {
         let mut out = Vec::with_capacity(items.len());
-        for chunk in items.chunks(PIPELINE_CHUNK) {
+        for chunk in items.chunks(self.max_in_flight()) {
             let groups: Vec<&[Vec<CheckedOp<'_>>]> = chunk.chunks(MULTI_GROUP).collect();
             let pending: Vec<_> = groups
                 .iter()
@@ -472,7 +473,7 @@ impl KafkaZkClient {
         let mut levels: Vec<Vec<String>> = vec![vec![path.to_string()]];
         while let Some(last) = levels.last() {
             let mut next = Vec::new();
-            for chunk in last.chunks(PIPELINE_CHUNK) {
+            for chunk in last.chunks(self.max_in_flight()) {
                 let pending: Vec<_> = chunk.iter().map(|p| self.zk.list_children(p)).collect();
                 for (parent, reply) in chunk.iter().zip(pending) {
                     let children = match reply.await {
@@ -490,7 +491,7 @@ impl KafkaZkClient {
             levels.push(next);
         }
         for level in levels.iter().rev() {
-            for chunk in level.chunks(PIPELINE_CHUNK) {
+            for chunk in level.chunks(self.max_in_flight()) {
                 self.delete_checked_many(chunk, epoch_zk_version).await?;
             }
         }

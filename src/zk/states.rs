@@ -3,7 +3,7 @@
 //! `getReplicaAssignmentForTopics`).
 //!
 //! Every call pipelines its requests on the one session (zookeeper-client sends a request when
-//! its future is created), in chunks of `PIPELINE_CHUNK`, so a batch of 10,000 partitions costs a
+//! its future is created), in chunks of `zookeeper.max.in.flight.requests`, so a batch of 10,000 partitions costs a
 //! handful of round trips rather than 10,000. Writes stay fenced on the `/controller_epoch`
 //! zkVersion; up to `MULTI_GROUP` partitions share one multi, and a group that fails is
 //! retried partition by partition, so one partition's conflict never blocks another.
@@ -16,7 +16,7 @@ use zookeeper_client::{Error as ClientError, MultiWriteResult};
 use super::client::KafkaZkClient;
 use super::data::{self, LeaderIsrAndControllerEpoch, TopicAssignment};
 use super::error::ZkError;
-use super::ops::{CheckedOp, PIPELINE_CHUNK};
+use super::ops::CheckedOp;
 use super::paths::{partition_state_path, topic_partition_path, topic_partitions_path, topic_path};
 use super::topics::check_topic_path;
 use super::watch::Watch;
@@ -233,7 +233,7 @@ impl KafkaZkClient {
         }
         let paths: Vec<String> = topics.iter().map(|t| topic_path(t)).collect();
         let mut watches = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(PIPELINE_CHUNK) {
+        for chunk in paths.chunks(self.max_in_flight()) {
             let pending: Vec<_> = chunk
                 .iter()
                 .map(|p| self.zk.check_and_watch_stat(p))
