@@ -66,12 +66,8 @@ fn broker_info(config: &KafkaConfig) -> BrokerInfo {
 }
 
 fn replication_config(config: &KafkaConfig) -> ReplicationConfig {
-    // Followers connect to the listener the broker itself is reached on by other brokers.
-    let listener = config
-        .advertised_listeners
-        .first()
-        .map(|l| l.name.clone())
-        .unwrap_or_else(|| "PLAINTEXT".into());
+    // Followers connect to the leaders' inter-broker listener.
+    let listener = config.inter_broker_listener_name.clone();
     ReplicationConfig {
         fetcher: FetcherConfig {
             broker_id: config.broker_id,
@@ -118,7 +114,7 @@ fn raise_fd_limit(broker_id: i32) {
 
 /// Binds every configured listener before the broker registers, so a port in use fails start-up
 /// instead of advertising an endpoint nobody serves.
-async fn bind_listeners(config: &KafkaConfig) -> Result<Vec<TcpListener>, ServerError> {
+async fn bind_listeners(config: &KafkaConfig) -> Result<Vec<(String, TcpListener)>, ServerError> {
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let host = if l.host.is_empty() {
@@ -130,7 +126,7 @@ async fn bind_listeners(config: &KafkaConfig) -> Result<Vec<TcpListener>, Server
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        listeners.push(listener);
+        listeners.push((l.name.clone(), listener));
     }
     Ok(listeners)
 }
@@ -242,6 +238,7 @@ pub async fn run(
         fetch_sessions: Arc::new(FetchSessionCache::new(
             config.max_incremental_fetch_session_cache_slots,
         )),
+        listener: config.advertised().name.as_str().into(),
     };
     let limits = ConnectionLimits {
         max_request_bytes: config.socket_request_max_bytes,
@@ -260,10 +257,16 @@ pub async fn run(
             .collect(),
     });
     let mut servers = Vec::new();
-    for listener in listeners {
+    for (name, listener) in listeners {
+        // Each listener's requests know which listener they came on (Metadata answers with
+        // its endpoints; a control plane refuses controller requests elsewhere).
+        let ctx = ApiContext {
+            listener: name.into(),
+            ..ctx.clone()
+        };
         servers.push(tokio::spawn(network::serve(
             listener,
-            ctx.clone(),
+            ctx,
             limits.clone(),
             quotas.clone(),
             shutdown_rx.clone(),

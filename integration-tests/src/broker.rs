@@ -19,6 +19,8 @@ use crate::proxy::TcpProxy;
 pub(crate) struct BrokerSpec {
     pub id: i32,
     pub port: u16,
+    /// The `CONTROL` listener's port when the cluster runs a control plane (KIP-291).
+    pub control_port: Option<u16>,
     pub dir: PathBuf,
     pub bin: PathBuf,
     pub rust_log: String,
@@ -27,6 +29,10 @@ pub(crate) struct BrokerSpec {
 impl BrokerSpec {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.control_port
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
     }
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")

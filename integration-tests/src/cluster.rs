@@ -36,6 +36,8 @@ pub struct ClusterOptions {
     pub rust_log: Option<String>,
     /// The broker binary; `None` = `$GREGOR_BIN`, else `target/debug/gregor`, else release.
     pub broker_bin: Option<PathBuf>,
+    /// Gives every broker a second listener, `CONTROL`, as its `control.plane.listener.name`.
+    pub control_plane: bool,
 }
 
 impl Default for ClusterOptions {
@@ -49,6 +51,7 @@ impl Default for ClusterOptions {
             shutdown_timeout: Duration::from_secs(30),
             rust_log: None,
             broker_bin: None,
+            control_plane: false,
         }
     }
 }
@@ -79,6 +82,13 @@ impl ClusterOptions {
             .entry(id)
             .or_default()
             .push((key.into(), value.to_string()));
+        self
+    }
+
+    /// Runs the controller's requests on a listener of their own (`CONTROL`, KIP-291); clients
+    /// keep `PLAINTEXT`, which then refuses controller requests.
+    pub fn with_control_plane(mut self) -> Self {
+        self.control_plane = true;
         self
     }
 
@@ -187,6 +197,11 @@ impl Cluster {
         let spec = BrokerSpec {
             id,
             port: util::free_port()?,
+            control_port: if self.opts.control_plane {
+                Some(util::free_port()?)
+            } else {
+                None
+            },
             dir,
             bin,
             rust_log,
@@ -204,7 +219,18 @@ impl Cluster {
 
     fn broker_config(&self, broker: &Broker) -> Vec<(String, String)> {
         let spec = &broker.spec;
-        let listener = format!("PLAINTEXT://127.0.0.1:{}", spec.port);
+        let mut listener = format!("PLAINTEXT://127.0.0.1:{}", spec.port);
+        let mut control = Vec::new();
+        if let Some(cp) = spec.control_port {
+            listener.push_str(&format!(",CONTROL://127.0.0.1:{cp}"));
+            control = vec![
+                (
+                    "listener.security.protocol.map".to_string(),
+                    "PLAINTEXT:PLAINTEXT,CONTROL:PLAINTEXT".to_string(),
+                ),
+                ("control.plane.listener.name".into(), "CONTROL".into()),
+            ];
+        }
         let mut props: Vec<(String, String)> = vec![
             ("broker.id".into(), spec.id.to_string()),
             ("listeners".into(), listener.clone()),
@@ -225,6 +251,7 @@ impl Cluster {
                 self.opts.brokers.clamp(1, 3).to_string(),
             ),
         ];
+        props.extend(control);
         props.extend(self.opts.broker_overrides.iter().cloned());
         if let Some(extra) = self.opts.per_broker_overrides.get(&spec.id) {
             props.extend(extra.iter().cloned());
@@ -294,6 +321,11 @@ impl Cluster {
     /// `127.0.0.1:<port>` of broker `id`. Panics for an unknown id.
     pub fn broker_addr(&self, id: i32) -> SocketAddr {
         self.broker_or_panic(id).spec.addr()
+    }
+
+    /// Broker `id`'s control-plane listener, if the cluster has one. Panics for an unknown id.
+    pub fn control_addr(&self, id: i32) -> Option<SocketAddr> {
+        self.broker_or_panic(id).spec.control_addr()
     }
 
     /// Broker `id`'s `log.dirs`. Panics for an unknown id.

@@ -28,6 +28,18 @@ use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
 use crate::replication::LeaderAndIsrState;
 
+/// CLUSTER_AUTHORIZATION_FAILED for a controller request on a listener other than the
+/// configured `control.plane.listener.name`.
+pub(super) fn control_plane_error(ctx: &ApiContext, what: &str) -> Option<i16> {
+    if ctx.config.accepts_control_requests(&ctx.listener) {
+        return None;
+    }
+    tracing::warn!(listener = %ctx.listener, request = what,
+        control_plane = ?ctx.config.control_plane_listener_name,
+        "refusing a controller request that did not come on the control-plane listener");
+    Some(ResponseError::ClusterAuthorizationFailed.code())
+}
+
 /// -1 in a request means "epoch unknown", which Kafka accepts.
 fn broker_epoch_is_stale(ctx: &ApiContext, request_epoch: i64) -> bool {
     request_epoch != -1 && request_epoch < ctx.broker_epoch()
@@ -42,6 +54,12 @@ fn fencing_error(
     controller_epoch: i32,
     what: &str,
 ) -> Option<i16> {
+    // First, before any epoch is adopted: with a control plane (KIP-291) configured, the
+    // controller's requests come only on its listener; on a client listener they are someone
+    // else's, refused as unauthorised.
+    if let Some(code) = control_plane_error(ctx, what) {
+        return Some(code);
+    }
     if broker_epoch.is_some_and(|e| broker_epoch_is_stale(ctx, e)) {
         return Some(ResponseError::StaleBrokerEpoch.code());
     }

@@ -22,6 +22,10 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         -1
     };
     let mut resp = ControlledShutdownResponse::default();
+    if let Some(code) = super::control::control_plane_error(ctx, "ControlledShutdown") {
+        resp.error_code = code;
+        return req.respond(&resp);
+    }
     match ctx
         .controller
         .controlled_shutdown(broker, broker_epoch)

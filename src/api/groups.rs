@@ -47,7 +47,7 @@ async fn locate(ctx: &ApiContext, key: &str) -> Result<(i32, String, i32), Respo
         .get(&leader)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let ep = broker
-        .endpoint(&ctx.config.advertised().name)
+        .endpoint(&ctx.listener)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((leader, ep.host.clone(), ep.port))
 }

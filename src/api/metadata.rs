@@ -39,13 +39,13 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
             let mut names: Vec<&String> = snap.topics.keys().collect();
             names.sort();
             for name in names {
-                topics.push(topic_metadata(&snap, name, req.version));
+                topics.push(topic_metadata(&snap, name, req.version, &ctx.listener));
             }
         }
         Some(names) => {
             for name in names {
                 if snap.topics.contains_key(name) {
-                    topics.push(topic_metadata(&snap, name, req.version));
+                    topics.push(topic_metadata(&snap, name, req.version, &ctx.listener));
                     continue;
                 }
                 let code = if let Err(reason) = admin::validate_topic_name(name) {
@@ -75,7 +75,7 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         }
     }
 
-    let listener = &ctx.config.advertised().name;
+    let listener: &str = &ctx.listener;
     let mut resp = MetadataResponse::default();
     resp.brokers = snap
         .brokers
@@ -193,7 +193,16 @@ async fn auto_create(ctx: &ApiContext, topic: &str) -> ResponseError {
     }
 }
 
-fn topic_metadata(snap: &Snapshot, name: &str, version: i16) -> MetadataResponseTopic {
+/// One topic as seen through `listener` (Kafka's `MetadataCache.getPartitionMetadata`): a
+/// leader without an endpoint on that listener is LISTENER_NOT_FOUND if it is alive, else
+/// LEADER_NOT_AVAILABLE; offline replicas are those the controller says are offline (dead
+/// brokers and failed log directories).
+fn topic_metadata(
+    snap: &Snapshot,
+    name: &str,
+    version: i16,
+    listener: &str,
+) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
     t.is_internal = name == OFFSETS_TOPIC;
@@ -203,12 +212,13 @@ fn topic_metadata(snap: &Snapshot, name: &str, version: i16) -> MetadataResponse
             .map(|(p, info)| {
                 let mut mp = MetadataResponsePartition::default();
                 mp.partition_index = *p;
-                let leader_alive = info.leader >= 0 && snap.brokers.contains_key(&info.leader);
-                mp.leader_id = BrokerId(if leader_alive { info.leader } else { -1 });
-                mp.error_code = if leader_alive {
-                    NONE
-                } else {
-                    ResponseError::LeaderNotAvailable.code()
+                let leader = snap.brokers.get(&info.leader);
+                let reachable = leader.is_some_and(|b| b.endpoint(listener).is_some());
+                mp.leader_id = BrokerId(if reachable { info.leader } else { -1 });
+                mp.error_code = match (leader, reachable) {
+                    (_, true) => NONE,
+                    (Some(_), false) => ResponseError::ListenerNotFound.code(),
+                    (None, _) => ResponseError::LeaderNotAvailable.code(),
                 };
                 if version >= 7 {
                     mp.leader_epoch = info.leader_epoch;
@@ -219,7 +229,9 @@ fn topic_metadata(snap: &Snapshot, name: &str, version: i16) -> MetadataResponse
                     mp.offline_replicas = info
                         .replicas
                         .iter()
-                        .filter(|r| !snap.brokers.contains_key(r))
+                        .filter(|r| {
+                            !snap.brokers.contains_key(r) || info.offline_replicas.contains(r)
+                        })
                         .map(|r| BrokerId(*r))
                         .collect();
                 }

@@ -56,6 +56,8 @@ pub struct ApiContext {
     pub broker_epoch: Arc<AtomicI64>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: Arc<FetchSessionCache>,
+    /// The listener the request arrived on (upper-case name, e.g. `PLAINTEXT`).
+    pub listener: Arc<str>,
 }
 
 impl ApiContext {

@@ -242,16 +242,72 @@ fn check_listener_protocols(p: &Props, listeners: &[Listener]) -> Result<(), Con
             }
         }
     }
-    if let Some(name) = p.text("inter.broker.listener.name")? {
-        if !listeners.iter().any(|l| l.name.eq_ignore_ascii_case(&name)) {
+    Ok(())
+}
+
+/// Kafka's rules for `inter.broker.listener.name` (else the listener named after
+/// `security.inter.broker.protocol`) and `control.plane.listener.name`: both must be advertised
+/// (other brokers find them in ZooKeeper), and they must differ.
+fn broker_listeners(
+    p: &Props,
+    advertised: &[Listener],
+) -> Result<(String, Option<String>), ConfigError> {
+    let advertised_names = || {
+        advertised
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let is_advertised = |n: &str| advertised.iter().any(|l| l.name == n);
+    let given = p.map.contains_key("inter.broker.listener.name");
+    if given && p.map.contains_key("security.inter.broker.protocol") {
+        return Err(invalid(
+            "inter.broker.listener.name",
+            "",
+            "only one of inter.broker.listener.name and security.inter.broker.protocol may be set",
+        ));
+    }
+    let inter = match p.text("inter.broker.listener.name")? {
+        Some(n) => n.to_ascii_uppercase(),
+        None => p
+            .text("security.inter.broker.protocol")?
+            .unwrap_or_else(|| "PLAINTEXT".into())
+            .to_ascii_uppercase(),
+    };
+    if !is_advertised(&inter) {
+        return Err(invalid(
+            "inter.broker.listener.name",
+            &inter,
+            format!(
+                "must be a listener name defined in advertised.listeners ({})",
+                advertised_names()
+            ),
+        ));
+    }
+    let control = p
+        .text("control.plane.listener.name")?
+        .map(|n| n.to_ascii_uppercase());
+    if let Some(cp) = &control {
+        if !is_advertised(cp) {
             return Err(invalid(
-                "inter.broker.listener.name",
-                &name,
-                "must be one of the names in listeners",
+                "control.plane.listener.name",
+                cp,
+                format!(
+                    "must be a listener name defined in advertised.listeners ({})",
+                    advertised_names()
+                ),
+            ));
+        }
+        if *cp == inter {
+            return Err(invalid(
+                "control.plane.listener.name",
+                cp,
+                "must differ from the inter-broker listener name",
             ));
         }
     }
-    Ok(())
+    Ok((inter, control))
 }
 
 /// A socket buffer size; -1 (Kafka's "OS default") is `None`.
@@ -395,6 +451,8 @@ impl KafkaConfig {
         check_broker_id(&p, broker_id)?;
         let (listeners, advertised_listeners) = listeners(&p)?;
         check_listener_protocols(&p, &listeners)?;
+        let (inter_broker_listener_name, control_plane_listener_name) =
+            broker_listeners(&p, &advertised_listeners)?;
         let zookeeper_connect = p
             .text("zookeeper.connect")?
             .filter(|s| !s.is_empty())
@@ -413,6 +471,8 @@ impl KafkaConfig {
             broker_id,
             listeners,
             advertised_listeners,
+            inter_broker_listener_name,
+            control_plane_listener_name,
             log_dirs: log_dirs(&p)?,
             zookeeper_connect,
             zookeeper_session_timeout_ms,

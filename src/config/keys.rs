@@ -254,6 +254,12 @@ fn is_false(v: &Value) -> bool {
     matches!(v, Value::Bool(false))
 }
 
+fn is_plaintext(v: &Value) -> bool {
+    matches!(v, Value::Text(t) if t.eq_ignore_ascii_case("PLAINTEXT"))
+}
+
+const PROTOCOLS: &[&str] = &["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"];
+
 fn is_one(v: &Value) -> bool {
     matches!(v, Value::Long(1))
 }
@@ -382,6 +388,9 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("advertised.listeners", Str, None, Any, PerBroker),
     b("listener.security.protocol.map", Str, Some(PROTOCOL_MAP), Any, PerBroker),
     b("inter.broker.listener.name", Str, None, Any, ReadOnly),
+    b("security.inter.broker.protocol", Str, Some("PLAINTEXT"), OneOf(PROTOCOLS), ReadOnly)
+        .limited(is_plaintext, "only PLAINTEXT is supported until TLS and SASL exist"),
+    b("control.plane.listener.name", Str, None, Any, ReadOnly),
     b("inter.broker.protocol.version", Str, Some("2.8-IV1"), Check(api_version), ReadOnly)
         .limited(ibp_supported, "gregor sends the inter-broker requests of 2.4-IV1, so 2.4 to 2.8 are accepted"),
     b("zookeeper.connect", Str, None, Any, ReadOnly),

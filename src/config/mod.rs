@@ -75,9 +75,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The security protocol of the listener; only PLAINTEXT exists today.
+    /// The security protocol of the listener: `listener.security.protocol.map` must map every
+    /// listener to PLAINTEXT, the only one gregor speaks today.
     pub fn security_protocol(&self) -> &str {
-        &self.name
+        "PLAINTEXT"
     }
 }
 
@@ -87,6 +88,12 @@ pub struct KafkaConfig {
     pub broker_id: i32,
     pub listeners: Vec<Listener>,
     pub advertised_listeners: Vec<Listener>,
+    /// The listener other brokers reach this one on (followers fetch, the controller's
+    /// LeaderAndIsr names leaders by it): `inter.broker.listener.name`, else PLAINTEXT.
+    pub inter_broker_listener_name: String,
+    /// `control.plane.listener.name` (KIP-291): the listener the controller's requests come
+    /// on; when set, they are refused on every other listener.
+    pub control_plane_listener_name: Option<String>,
     pub log_dirs: Vec<PathBuf>,
     pub zookeeper_connect: String,
     pub zookeeper_session_timeout_ms: u64,
@@ -217,11 +224,11 @@ pub fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigEr
             .parse()
             .map_err(|e| invalid(key, part, format!("bad port: {e}")))?;
         let name = name.to_ascii_uppercase();
-        if name != "PLAINTEXT" {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(invalid(
                 key,
                 part,
-                "only the PLAINTEXT security protocol is supported",
+                "a listener name is letters, digits and underscores",
             ));
         }
         let host = host
@@ -299,5 +306,22 @@ impl KafkaConfig {
     pub fn advertised(&self) -> &Listener {
         // from_map guarantees at least one listener, and every advertised name is a listener.
         &self.advertised_listeners[0]
+    }
+
+    /// The listener the controller reaches brokers on: the control plane's, else the
+    /// inter-broker one (Kafka's `controlPlaneListenerName.getOrElse(interBrokerListenerName)`).
+    pub fn controller_listener_name(&self) -> &str {
+        self.control_plane_listener_name
+            .as_deref()
+            .unwrap_or(&self.inter_broker_listener_name)
+    }
+
+    /// Whether control requests (LeaderAndIsr, UpdateMetadata, StopReplica,
+    /// ControlledShutdown) are accepted on `listener`: on every listener unless a control
+    /// plane is configured, then only on it.
+    pub fn accepts_control_requests(&self, listener: &str) -> bool {
+        self.control_plane_listener_name
+            .as_deref()
+            .is_none_or(|cp| cp == listener)
     }
 }

@@ -78,6 +78,48 @@ fn listeners_protocols_ids_and_budgets_are_checked() {
     let err = cfg(&[("inter.broker.listener.name", "INTERNAL")]).unwrap_err();
     assert_eq!(err.key(), Some("inter.broker.listener.name"), "{err}");
     assert!(cfg(&[("inter.broker.listener.name", "PLAINTEXT")]).is_ok());
+    // Several listeners, each mapped to PLAINTEXT; the inter-broker and control-plane ones
+    // must be advertised and differ (Kafka's rules).
+    let two = [
+        (
+            "listeners",
+            "CLIENT://:9092,INTERNAL://127.0.0.1:9093,CONTROL://127.0.0.1:9094",
+        ),
+        (
+            "listener.security.protocol.map",
+            "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROL:PLAINTEXT",
+        ),
+        ("inter.broker.listener.name", "internal"),
+        ("control.plane.listener.name", "CONTROL"),
+    ];
+    let c = cfg(&two).unwrap();
+    assert_eq!(c.listeners.len(), 3);
+    assert_eq!(c.inter_broker_listener_name, "INTERNAL");
+    assert_eq!(c.controller_listener_name(), "CONTROL");
+    assert!(c.accepts_control_requests("CONTROL") && !c.accepts_control_requests("CLIENT"));
+    let mut same = two.to_vec();
+    same[3] = ("control.plane.listener.name", "INTERNAL");
+    assert_eq!(
+        cfg(&same).unwrap_err().key(),
+        Some("control.plane.listener.name")
+    );
+    let mut unadvertised = two.to_vec();
+    unadvertised.push(("advertised.listeners", "CLIENT://h:9092,INTERNAL://h:9093"));
+    assert_eq!(
+        cfg(&unadvertised).unwrap_err().key(),
+        Some("control.plane.listener.name")
+    );
+    let mut default_inter = two.to_vec();
+    default_inter.remove(2);
+    assert_eq!(
+        cfg(&default_inter).unwrap_err().key(),
+        Some("inter.broker.listener.name"),
+        "PLAINTEXT is not among the listeners"
+    );
+    assert!(cfg(&[("security.inter.broker.protocol", "SSL")]).is_err());
+    let single = cfg(&[]).unwrap();
+    assert!(single.accepts_control_requests("PLAINTEXT"));
+    assert_eq!(single.controller_listener_name(), "PLAINTEXT");
     // Configured ids stay below the generated range while generation is on.
     let err = cfg(&[("broker.id", "1001")]).unwrap_err();
     assert_eq!(err.key(), Some("broker.id"), "{err}");

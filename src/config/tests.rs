@@ -39,6 +39,7 @@ const BROKER_DOC_DEFAULTS: &[(&str, Option<&str>)] = &[
     ("broker.rack", None),
     ("compression.type", Some("producer")),
     ("connections.max.idle.ms", Some("600000")),
+    ("control.plane.listener.name", None),
     ("controlled.shutdown.enable", Some("true")),
     ("controlled.shutdown.max.retries", Some("3")),
     ("controlled.shutdown.retry.backoff.ms", Some("5000")),
@@ -128,6 +129,7 @@ const BROKER_DOC_DEFAULTS: &[(&str, Option<&str>)] = &[
     ("replica.lag.time.max.ms", Some("30000")),
     ("replica.socket.timeout.ms", Some("30000")),
     ("reserved.broker.max.id", Some("1000")),
+    ("security.inter.broker.protocol", Some("PLAINTEXT")),
     ("socket.receive.buffer.bytes", Some("102400")),
     ("socket.request.max.bytes", Some("104857600")),
     ("socket.send.buffer.bytes", Some("102400")),
@@ -409,7 +411,7 @@ fn invalid_value_names_the_key() {
         ("num.partitions", "zero"),
         ("num.partitions", "0"),
         ("auto.create.topics.enable", "yes"),
-        ("listeners", "SSL://:9093"),
+        ("listeners", "BAD-NAME://:9093"),
         ("log.cleanup.policy", "shred"),
         ("compression.type", "brotli"),
         ("inter.broker.protocol.version", "9.9"),
@@ -424,6 +426,10 @@ fn invalid_value_names_the_key() {
     }
     let err = cfg(&[("replica.fetch.wait.max.ms", "40000")]).unwrap_err();
     assert_eq!(err.key(), Some("replica.fetch.wait.max.ms"), "{err}");
+    // An SSL listener is refused through the protocol it maps to, named with the listener.
+    let err = cfg(&[("listeners", "SSL://:9093")]).unwrap_err();
+    assert_eq!(err.key(), Some("listener.security.protocol.map"), "{err}");
+    assert!(err.to_string().contains("listener SSL uses SSL"), "{err}");
 }
 
 #[test]

@@ -76,6 +76,17 @@ impl ChannelManager {
         self.queues.insert(broker, BrokerQueue { tx, task });
     }
 
+    /// Starts the sender for `broker` on its endpoint of `listener` (the control plane's, else
+    /// the inter-broker listener, as Kafka's controller picks it). A broker that does not
+    /// advertise it cannot be reached, which is logged.
+    pub fn add_broker_on(&mut self, broker: i32, info: &crate::zk::BrokerInfo, listener: &str) {
+        match info.address(listener) {
+            Some(addr) => self.add_broker(broker, addr),
+            None => tracing::error!(broker, listener,
+                "broker does not advertise the controller's listener; it gets no controller requests"),
+        }
+    }
+
     /// Stops the sender for `broker`, dropping whatever it still had queued.
     pub fn remove_broker(&mut self, broker: i32) {
         if let Some(q) = self.queues.remove(&broker) {

@@ -306,10 +306,9 @@ impl Controller {
             self.broker_id,
             Duration::from_millis(self.config.controller_socket_timeout_ms),
         );
+        let listener = self.config.controller_listener_name();
         for (id, (info, _)) in &self.ctx.live_brokers {
-            if let Some(ep) = info.endpoints.first() {
-                channel.add_broker(*id, format!("{}:{}", ep.host, ep.port));
-            }
+            channel.add_broker_on(*id, info, listener);
         }
         self.channel = Some(channel);
 
@@ -451,7 +450,13 @@ impl Controller {
 
     pub(super) fn send(&self, batch: RequestBatch) {
         if let Some(ch) = &self.channel {
-            batch.send(&self.ctx, ch, self.broker_id, &self.events);
+            batch.send(
+                &self.ctx,
+                ch,
+                self.broker_id,
+                &self.events,
+                &self.config.inter_broker_listener_name,
+            );
         }
     }
 
@@ -512,8 +517,9 @@ impl Controller {
         for id in &started {
             if let Some((info, epoch)) = current.get(id) {
                 self.ctx.live_brokers.insert(*id, (info.clone(), *epoch));
-                if let (Some(ch), Some(ep)) = (self.channel.as_mut(), info.endpoints.first()) {
-                    ch.add_broker(*id, format!("{}:{}", ep.host, ep.port));
+                let listener = self.config.controller_listener_name();
+                if let Some(ch) = self.channel.as_mut() {
+                    ch.add_broker_on(*id, info, listener);
                 }
             }
         }

@@ -141,6 +141,7 @@ impl RequestBatch {
         channel: &ChannelManager,
         controller_id: i32,
         events: &mpsc::UnboundedSender<Event>,
+        inter_broker_listener: &str,
     ) {
         let track = !self.on_applied.is_empty();
         let mut answered = Vec::new();
@@ -152,7 +153,9 @@ impl RequestBatch {
             })
         };
         for (broker, parts) in self.leader_and_isr {
-            if let Some(req) = leader_and_isr(ctx, controller_id, broker, parts) {
+            if let Some(req) =
+                leader_and_isr(ctx, controller_id, broker, parts, inter_broker_listener)
+            {
                 let request = ControlRequest::LeaderAndIsr {
                     request: req,
                     report_to: events.clone(),
@@ -193,11 +196,14 @@ impl RequestBatch {
     }
 }
 
+/// LeaderAndIsr names each leader by its `inter_broker_listener` endpoint, the one its
+/// followers fetch from (Kafka's `node(interBrokerListenerName)`).
 fn leader_and_isr(
     ctx: &ControllerContext,
     controller_id: i32,
     broker: i32,
     parts: BTreeMap<TopicPartition, bool>,
+    inter_broker_listener: &str,
 ) -> Option<LeaderAndIsrRequest> {
     let mut leaders = BTreeSet::new();
     let states: Vec<_> = parts
@@ -236,7 +242,7 @@ fn leader_and_isr(
         .into_iter()
         .filter_map(|id| {
             let (info, _) = ctx.live_brokers.get(&id)?;
-            let ep = info.endpoints.first()?;
+            let ep = info.endpoint(inter_broker_listener)?;
             let mut l = LeaderAndIsrLiveLeader::default();
             l.broker_id = BrokerId(id);
             l.host_name = StrBytes::from_string(ep.host.clone());
@@ -365,7 +371,13 @@ mod tests {
         for b in brokers {
             let info = BrokerInfo {
                 id: *b,
-                endpoints: vec![EndPoint::plaintext("127.0.0.1", 9092 + b)],
+                endpoints: vec![
+                    EndPoint::plaintext("127.0.0.1", 9092 + b),
+                    EndPoint {
+                        listener_name: "INTERNAL".into(),
+                        ..EndPoint::plaintext("10.0.0.1", 19092 + b)
+                    },
+                ],
                 rack: None,
             };
             ctx.live_brokers.insert(*b, (info, 100 + i64::from(*b)));
@@ -401,7 +413,19 @@ mod tests {
         assert_eq!(batch.leader_and_isr.len(), 3);
         assert_eq!(batch.update_metadata.len(), 3);
         assert_eq!(batch.stop_replica.len(), 1);
-        let req = leader_and_isr(&ctx, 0, 1, batch.leader_and_isr[&1].clone()).unwrap();
+        let req =
+            leader_and_isr(&ctx, 0, 1, batch.leader_and_isr[&1].clone(), "PLAINTEXT").unwrap();
+        assert!(req
+            .live_leaders
+            .iter()
+            .all(|l| l.port == 9092 + l.broker_id.0));
+        // Leaders are named by the inter-broker listener, whichever it is.
+        let internal =
+            leader_and_isr(&ctx, 0, 1, batch.leader_and_isr[&1].clone(), "INTERNAL").unwrap();
+        assert!(internal
+            .live_leaders
+            .iter()
+            .all(|l| l.port == 19092 + l.broker_id.0 && l.host_name.as_str() == "10.0.0.1"));
         assert_eq!(req.topic_states.len(), 1);
         assert_eq!(req.topic_states[0].partition_states.len(), 1000);
         assert_eq!(req.broker_epoch, 101);

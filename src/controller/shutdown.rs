@@ -312,11 +312,10 @@ async fn attempt_once(
         .get_broker(controller)
         .await?
         .ok_or(AttemptError::ControllerUnreachable(controller))?;
-    let ep = info
-        .endpoints
-        .first()
+    // The controller's control-plane listener, else its inter-broker one (Kafka's choice).
+    let addr = info
+        .address(config.controller_listener_name())
         .ok_or(AttemptError::ControllerUnreachable(controller))?;
-    let addr = format!("{}:{}", ep.host, ep.port);
     let timeout = Duration::from_millis(config.controller_socket_timeout_ms);
     let client_id = format!("gregor-broker-{}-shutdown", config.broker_id);
     let request_error = |source| AttemptError::Request { controller, source };

@@ -33,12 +33,10 @@ pub struct LiveBroker {
 }
 
 impl LiveBroker {
-    /// The endpoint for `listener`, else the first one.
+    /// The endpoint for `listener`; a broker without that listener is unreachable through
+    /// it (Kafka's `getAliveBrokers(listenerName)` leaves it out).
     pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
-        self.endpoints
-            .iter()
-            .find(|e| e.listener == listener)
-            .or_else(|| self.endpoints.first())
+        self.endpoints.iter().find(|e| e.listener == listener)
     }
 }
 

@@ -251,9 +251,7 @@ impl FetcherManager {
         }
         let snap = self.inner.metadata.snapshot();
         let b = snap.brokers.get(&broker)?;
-        let ep = b
-            .endpoint(&self.inner.config.listener)
-            .or_else(|| b.endpoints.first())?;
+        let ep = b.endpoint(&self.inner.config.listener)?;
         Some(format!("{}:{}", ep.host, ep.port))
     }
 }

@@ -145,6 +145,19 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+impl BrokerInfo {
+    /// The endpoint of `listener` (an upper-case listener name), if the broker has one.
+    pub fn endpoint(&self, listener: &str) -> Option<&EndPoint> {
+        self.endpoints.iter().find(|e| e.listener_name == listener)
+    }
+
+    /// `host:port` of `listener`.
+    pub fn address(&self, listener: &str) -> Option<String> {
+        self.endpoint(listener)
+            .map(|e| format!("{}:{}", e.host, e.port))
+    }
+}
+
 /// `/brokers/topics/<t>`: replicas per partition (`[0]` is the preferred leader) and, during a
 /// reassignment, the replicas being added and removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

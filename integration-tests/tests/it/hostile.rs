@@ -1,8 +1,10 @@
 //! Mutated requests through every handler of a live broker: valid frames of each served API,
 //! changed at random (bytes flipped or replaced, cut, extended, spliced), each answered or
 //! closed within a bounded time; afterwards the broker still serves and every message it
-//! acknowledged before is read back unchanged. The seed is printed so a failure reproduces
-//! (`HOSTILE_SEED=<n>`); `HOSTILE_FRAMES` sets the count.
+//! acknowledged before is read back unchanged. The controller's own requests are among them:
+//! the broker runs a control plane, so on the client listener they must be refused, and the
+//! test checks afterwards that the broker still knows itself and leads its partitions. The seed
+//! is printed so a failure reproduces (`HOSTILE_SEED=<n>`); `HOSTILE_FRAMES` sets the count.
 
 use std::time::Duration;
 
@@ -15,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::clients;
-use crate::raw::{frame, metadata_ok};
+use crate::raw::{frame, metadata_ok, send_raw, Outcome};
+use kafka_protocol::protocol::Decodable;
 
 const TOPIC: &str = "hostile";
 
@@ -122,10 +125,40 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     ofe.topics = vec![ot];
     out.push(frame(&ofe, 3, 9).context("corpus: ofe v3")?);
 
-    // LeaderAndIsr, StopReplica and UpdateMetadata are left out: any of them that a mutation
-    // turns into a newer controller epoch is obeyed, as by an unauthenticated Kafka broker (a
-    // run saw UpdateMetadata at epoch 33554432 empty the broker list and fence the real
-    // controller). They need `control.plane.listener.name` (issue 10, scope 5) first.
+    // The controller's requests too: the broker runs a control plane (KIP-291), so on this,
+    // the client listener, they are refused whatever a mutation makes of their epochs (without
+    // it, a run saw UpdateMetadata at epoch 33554432 empty the broker list and fence the real
+    // controller, as on an unauthenticated Kafka broker).
+    let mut lai = LeaderAndIsrRequest::default();
+    lai.controller_id = BrokerId(0);
+    lai.controller_epoch = 2;
+    let mut ls = leader_and_isr_request::LeaderAndIsrPartitionState::default();
+    ls.partition_index = 0;
+    ls.leader = BrokerId(0);
+    ls.leader_epoch = 9;
+    ls.isr = vec![BrokerId(0)];
+    ls.replicas = vec![BrokerId(0)];
+    let mut lt = leader_and_isr_request::LeaderAndIsrTopicState::default();
+    lt.topic_name = name(TOPIC);
+    lt.partition_states = vec![ls];
+    lai.topic_states = vec![lt];
+    out.push(frame(&lai, 4, 10).context("corpus: lai v4")?);
+    let mut um = UpdateMetadataRequest::default();
+    um.controller_id = BrokerId(0);
+    um.controller_epoch = 2;
+    out.push(frame(&um, 6, 11).context("corpus: um v6")?);
+    let mut sr = StopReplicaRequest::default();
+    sr.controller_id = BrokerId(0);
+    sr.controller_epoch = 2;
+    let mut st = stop_replica_request::StopReplicaTopicState::default();
+    st.topic_name = name(TOPIC);
+    let mut sp = stop_replica_request::StopReplicaPartitionState::default();
+    sp.partition_index = 0;
+    sp.leader_epoch = 99;
+    sp.delete_partition = true;
+    st.partition_states = vec![sp];
+    sr.topic_states = vec![st];
+    out.push(frame(&sr, 3, 12).context("corpus: sr v3")?);
     let mut cs = ControlledShutdownRequest::default();
     cs.broker_id = BrokerId(77);
     cs.broker_epoch = 0;
@@ -215,11 +248,6 @@ fn mutate(rng: &mut rand::rngs::StdRng, frame: &[u8]) -> Vec<u8> {
             }
         }
     }
-    // A mutated API key must not turn a frame into a controller request (LeaderAndIsr 4,
-    // StopReplica 5, UpdateMetadata 6): those are left out above, for the reason given there.
-    if f.len() >= 6 && matches!(i16::from_be_bytes([f[4], f[5]]), 4..=6) {
-        f[4..6].copy_from_slice(&frame[4..6]);
-    }
     if !rng.gen_bool(0.05) && f.len() >= 4 {
         let body = (f.len() - 4) as i32;
         f[..4].copy_from_slice(&body.to_be_bytes());
@@ -274,7 +302,9 @@ async fn mutated_requests_to_every_handler_lose_nothing_acknowledged() -> anyhow
         .unwrap_or_else(|| rand::thread_rng().gen());
     eprintln!("hostile: seed {seed}, {frames} frames (HOSTILE_SEED={seed} reproduces)");
     let cluster = clients::start_cluster(
-        ClusterOptions::new(1).with_override("connections.max.idle.ms", 5_000),
+        ClusterOptions::new(1)
+            .with_control_plane()
+            .with_override("connections.max.idle.ms", 5_000),
     )
     .await?;
     let boot = cluster.bootstrap();
@@ -307,6 +337,36 @@ async fn mutated_requests_to_every_handler_lose_nothing_acknowledged() -> anyhow
     }
     eprintln!("hostile: {answered} answered, {closed} closed the connection");
     metadata_ok(addr).await?;
+    // No forged controller request took: the broker still knows itself and leads all three.
+    let mut req = MetadataRequest::default();
+    let mut t = metadata_request::MetadataRequestTopic::default();
+    t.name = Some(name(TOPIC));
+    req.topics = Some(vec![t]);
+    let Outcome::Response(body) =
+        send_raw(addr, &frame(&req, 4, 99)?, Duration::from_secs(10)).await?
+    else {
+        bail!("Metadata after the run: connection closed")
+    };
+    let mut b = bytes::Bytes::from(body);
+    let _ = ResponseHeader::decode(&mut b, 0)?;
+    let md = MetadataResponse::decode(&mut b, 4)?;
+    ensure!(
+        md.brokers.len() == 1,
+        "brokers after the run: {:?}",
+        md.brokers
+    );
+    let parts = md
+        .topics
+        .first()
+        .map(|t| t.partitions.clone())
+        .unwrap_or_default();
+    ensure!(
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| p.leader_id.0 == 0 && p.error_code == 0),
+        "partitions after the run: {parts:?}"
+    );
     // Everything acknowledged before is still where it was acknowledged.
     let read = clients::consume_all(&boot, TOPIC, 3, Duration::from_secs(60))
         .map_err(|e| anyhow::anyhow!("{e:#}\nbroker log:\n{}", cluster.log_tail(0, 80)))?;

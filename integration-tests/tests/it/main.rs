@@ -7,6 +7,7 @@ mod basic;
 mod clients;
 mod configs;
 mod connections;
+mod control_plane;
 mod control_validation;
 mod external_clients;
 mod failover;
