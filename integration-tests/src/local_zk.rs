@@ -212,6 +212,20 @@ impl ZkServer {
         self.wait_ready().await
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) the server's JVM: its clients' requests then go
+    /// unanswered on a connection that stays open, as with a stalled or partitioned server.
+    pub fn pause(&self, paused: bool) -> Result<()> {
+        let sig = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(self.process.java_pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill {sig} {} failed", self.process.java_pid);
+        }
+        Ok(())
+    }
+
     /// `127.0.0.1:<port>`.
     pub fn connect_string(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -135,10 +135,10 @@ impl KafkaZkClient {
             Err(MultiWriteError::OperationFailed {
                 source: ClientError::NodeExists | ClientError::BadVersion,
                 ..
-            })
-            | Err(MultiWriteError::RequestFailed {
-                source: ClientError::ConnectionLoss,
             }) => self.check_controller_and_epoch(broker_id, new_epoch).await,
+            Err(MultiWriteError::RequestFailed { source }) if super::ops::lost(&source) => {
+                self.check_controller_and_epoch(broker_id, new_epoch).await
+            }
             Err(MultiWriteError::OperationFailed { index: 1, source }) => {
                 Err(ZkError::from_zk(CONTROLLER_EPOCH_PATH, source))
             }

@@ -121,7 +121,9 @@ impl ZkError {
                 expected: None,
             },
             E::NotEmpty => Self::NotEmpty { path },
-            E::ConnectionLoss => Self::ConnectionLoss { path },
+            // The client fails a pending request with a transport error when it gives its
+            // connection up; for the caller that is ZooKeeper's connection loss.
+            E::ConnectionLoss | E::Custom(_) => Self::ConnectionLoss { path },
             E::SessionExpired | E::SessionMoved => Self::SessionExpired { path },
             E::ClientClosed | E::AuthFailed => Self::SessionClosed { path },
             source => Self::Zk { path, source },

@@ -27,8 +27,46 @@ pub(super) const PERSISTENT_SEQUENTIAL: CreateOptions<'static> =
 
 /// Retries after a connection loss. A request issued while disconnected waits for the
 /// reconnection (or fails with SessionExpired), so a few attempts suffice.
-const RETRIES: u32 = 3;
+/// How long a request that lost its connection is tried again: long enough to outlast a
+/// reconnection within the session (a stalled server is given up after a third of the session
+/// timeout, and the session outlives that), short enough that a caller facing a ZooKeeper that
+/// is gone hears of it. A session that expires meanwhile ends the retries at once.
+const RETRY_WINDOW: Duration = Duration::from_secs(20);
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Whether a raw client error means the request's connection was lost (its outcome unknown):
+/// ZooKeeper's CONNECTIONLOSS, or the transport errors the client hands pending requests when
+/// it gives a connection up ("no response from connection in …ms", a reset).
+pub(super) fn lost(e: &ClientError) -> bool {
+    matches!(e, ClientError::ConnectionLoss | ClientError::Custom(_))
+}
+
+/// Retries of one request within [`RETRY_WINDOW`], waiting a little longer each time.
+pub(super) struct Backoff {
+    started: std::time::Instant,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Backoff {
+            started: std::time::Instant::now(),
+            attempt: 0,
+        }
+    }
+
+    /// Whether another attempt may be made.
+    pub(super) fn allowed(&self) -> bool {
+        self.started.elapsed() < RETRY_WINDOW
+    }
+
+    /// Waits before the next attempt.
+    pub(super) async fn wait(&mut self) {
+        self.attempt = self.attempt.saturating_add(1);
+        tokio::time::sleep((RETRY_BACKOFF * self.attempt).min(MAX_RETRY_BACKOFF)).await;
+    }
+}
 
 /// How many requests a batch helper keeps in flight at once unless
 /// `zookeeper.max.in.flight.requests` says otherwise: enough to hide the round trip, few enough
@@ -89,19 +127,18 @@ impl MultiFailure {
     }
 }
 
-/// Runs `op` again while it fails with a retriable error, up to [`RETRIES`] times.
+/// Runs `op` again while it fails with a retriable error, for up to [`RETRY_WINDOW`].
 pub(super) async fn retrying<T, F, Fut>(path: &str, mut op: F) -> Result<T, ZkError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ZkError>>,
 {
-    let mut attempt = 0;
+    let mut backoff = Backoff::new();
     loop {
         match op().await {
-            Err(e) if e.is_retriable() && attempt < RETRIES => {
-                attempt += 1;
-                debug!(path, attempt, error = %e, "retrying zookeeper request");
-                tokio::time::sleep(RETRY_BACKOFF * attempt).await;
+            Err(e) if e.is_retriable() && backoff.allowed() => {
+                debug!(path, attempt = backoff.attempt + 1, error = %e, "retrying zookeeper request");
+                backoff.wait().await;
             }
             other => return other,
         }
@@ -134,7 +171,7 @@ impl KafkaZkClient {
                     Ok(v) => Some(v),
                     Err(ClientError::NoNode) => None,
                     // Re-read on its own; the retry waits for the reconnection.
-                    Err(ClientError::ConnectionLoss) => self.get_data_opt(path).await?,
+                    Err(e) if lost(&e) => self.get_data_opt(path).await?,
                     Err(e) => return Err(ZkError::from_zk(path, e)),
                 });
             }
@@ -193,7 +230,7 @@ impl KafkaZkClient {
         &self,
         path: &str,
     ) -> Result<(Vec<String>, Watch), ZkError> {
-        let mut attempt = 0;
+        let mut backoff = Backoff::new();
         loop {
             match self.zk.list_and_watch_children(path).await {
                 Ok((children, watcher)) => return Ok((children, Watch::new(path, watcher))),
@@ -203,11 +240,10 @@ impl KafkaZkClient {
                     Ok((Some(_), _)) => {}
                     Err(e) => return Err(ZkError::from_zk(path, e)),
                 },
-                Err(ClientError::ConnectionLoss) if attempt < RETRIES => {}
+                Err(e) if lost(&e) && backoff.allowed() => {}
                 Err(e) => return Err(ZkError::from_zk(path, e)),
             }
-            attempt += 1;
-            tokio::time::sleep(RETRY_BACKOFF * attempt).await;
+            backoff.wait().await;
         }
     }
 
@@ -275,7 +311,7 @@ impl KafkaZkClient {
         data: &[u8],
     ) -> Result<EphemeralCreate, ZkError> {
         let session = self.session_id();
-        let mut attempt = 0;
+        let mut backoff = Backoff::new();
         loop {
             match self.zk.create(path, data, &EPHEMERAL).await {
                 Ok((stat, _)) => return Ok(EphemeralCreate::Created(stat)),
@@ -286,18 +322,17 @@ impl KafkaZkClient {
                     }
                     Some((existing, _)) => return Ok(EphemeralCreate::HeldByOther(existing)),
                     // Its owner's session ended in between: try again.
-                    None if attempt < RETRIES => {}
+                    None if backoff.allowed() => {}
                     None => {
                         return Err(ZkError::NodeExists {
                             path: path.to_string(),
                         })
                     }
                 },
-                Err(ClientError::ConnectionLoss) if attempt < RETRIES => {}
+                Err(e) if lost(&e) && backoff.allowed() => {}
                 Err(e) => return Err(ZkError::from_zk(path, e)),
             }
-            attempt += 1;
-            tokio::time::sleep(RETRY_BACKOFF * attempt).await;
+            backoff.wait().await;
         }
     }
 
@@ -445,10 +480,9 @@ impl KafkaZkClient {
         let replies = self.epoch_checked_items(epoch_zk_version, &items).await;
         for (path, reply) in paths.iter().zip(replies) {
             let mut result = reply.map(|_| ()).map_err(|f| f.error);
-            let mut attempt = 0;
-            while matches!(&result, Err(e) if e.is_retriable()) && attempt < RETRIES {
-                attempt += 1;
-                tokio::time::sleep(RETRY_BACKOFF * attempt).await;
+            let mut backoff = Backoff::new();
+            while matches!(&result, Err(e) if e.is_retriable()) && backoff.allowed() {
+                backoff.wait().await;
                 result = self
                     .epoch_checked(epoch_zk_version, CheckedOp::Delete { path })
                     .await
@@ -479,7 +513,7 @@ impl KafkaZkClient {
                     let children = match reply.await {
                         Ok(c) => c,
                         Err(ClientError::NoNode) => Vec::new(),
-                        Err(ClientError::ConnectionLoss) => self.get_children_opt(parent).await?,
+                        Err(e) if lost(&e) => self.get_children_opt(parent).await?,
                         Err(e) => return Err(ZkError::from_zk(parent, e)),
                     };
                     next.extend(children.into_iter().map(|c| format!("{parent}/{c}")));

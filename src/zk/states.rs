@@ -241,7 +241,7 @@ impl KafkaZkClient {
             for (path, reply) in chunk.iter().zip(pending) {
                 let watcher = match reply.await {
                     Ok((_, watcher)) => watcher,
-                    Err(ClientError::ConnectionLoss) => {
+                    Err(e) if super::ops::lost(&e) => {
                         let (_, w) = self.get_data_and_watch_opt(path).await?;
                         watches.push(w);
                         continue;

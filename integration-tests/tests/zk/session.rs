@@ -145,3 +145,49 @@ async fn session_expiry_resolves_session_lost_and_fires_watches() -> Result<()> 
     assert_eq!(fresh.get_controller_id().await?, None);
     Ok(())
 }
+
+/// A write sent to a server that stops answering (the client gives the connection up after
+/// its read timeout and fails the pending request with a transport error, not ZooKeeper's
+/// CONNECTIONLOSS) is retried once the session reconnects, within the session timeout; it once
+/// failed at once ("no response from connection in 2400ms") and a broker restarted instead of
+/// registering.
+#[tokio::test]
+async fn a_write_left_unanswered_by_a_stalled_server_is_retried_after_the_reconnect() -> Result<()>
+{
+    // A server of its own: this one is stopped for a while.
+    let server = ZkServer::start().await?;
+    let chroot = unique_chroot();
+    client(&server, &chroot).await?;
+    let zk = KafkaZkClient::connect(
+        &format!("{}{chroot}", server.connect_string()),
+        Duration::from_secs(12),
+        CONNECTION_TIMEOUT,
+    )
+    .await?;
+    zk.create_top_level_paths().await?;
+    let info = gregor::zk::BrokerInfo {
+        id: 7,
+        endpoints: vec![gregor::zk::EndPoint::plaintext("127.0.0.1", 9097)],
+        rack: None,
+    };
+    server.pause(true)?;
+    let registering = {
+        let zk = zk.clone();
+        tokio::spawn(async move { zk.register_broker(&info).await })
+    };
+    // Past the client's read timeout (a third of the session timeout here), short of the
+    // session timeout: the request was sent and its connection given up.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let gave_up = registering.is_finished();
+    server.pause(false)?;
+    assert!(
+        !gave_up,
+        "gave up while the server was stalled: {:?}",
+        registering.await
+    );
+    let epoch = within("the registration", registering).await??;
+    assert!(epoch > 0);
+    let raw = raw_client(&server, &chroot).await?;
+    assert!(exists(&raw, "/brokers/ids/7").await?);
+    Ok(())
+}
