@@ -16,6 +16,7 @@
 //! - [`controller_bench`]: `gregor-bench controller`, the controller benchmark (not a test)
 //! - [`latency`]: the end-to-end latency benchmark behind `gregor-bench --latency`
 //! - [`python`]: the venv with the PyPI clients (aiokafka, kafka-python 3.x)
+//! - [`raw_consumer`]: `gregor-bench --raw-consumer`, a fetch client that decodes no record
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -37,6 +38,7 @@ pub mod latency;
 pub mod local_zk;
 pub mod proxy;
 pub mod python;
+pub mod raw_consumer;
 pub mod util;
 pub mod zookeeper;
 

@@ -89,6 +89,11 @@ struct Args {
     /// `--topic` (filled by an earlier run), to measure or profile the consumer alone.
     #[arg(long, requires = "topic")]
     consume_only: bool,
+    /// Consume with a fetch client that counts records from batch headers and decodes none
+    /// (`integration_tests::raw_consumer`) instead of librdkafka: the rate one consumer
+    /// connection is served when the client costs nothing per message.
+    #[arg(long)]
+    raw_consumer: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -311,27 +316,41 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
     for (k, v) in &a.consumer_set {
         consumer_config.set(k, v);
     }
-    let consumer: BaseConsumer = consumer_config.create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..a.partitions {
-        tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
     let consume_cpu_before = cpu();
     let started = Instant::now();
-    let (consumed, first) =
-        consume_batched(&consumer, a.messages, started + Duration::from_secs(600))?;
-    let consume_secs = started.elapsed().as_secs_f64();
-    // The rate once data flows: connecting, metadata and the first ListOffsets are not reads.
-    let first_ms = first.map_or(0.0, |f| (f - started).as_secs_f64() * 1e3);
-    let streaming_secs = first.map_or(consume_secs, |f| f.elapsed().as_secs_f64());
+    let (consumed, consume_secs, first_ms, streaming_secs) = if a.raw_consumer {
+        let (n, streaming) = integration_tests::raw_consumer::consume(
+            &bootstrap,
+            &topic,
+            a.messages as u64,
+            Duration::from_secs(600),
+        )
+        .await?;
+        let total = started.elapsed().as_secs_f64();
+        (n as usize, total, (total - streaming) * 1e3, streaming)
+    } else {
+        let consumer: BaseConsumer = consumer_config.create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..a.partitions {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let (consumed, first) =
+            consume_batched(&consumer, a.messages, started + Duration::from_secs(600))?;
+        let consume_secs = started.elapsed().as_secs_f64();
+        // The rate once data flows: connecting, metadata and the first ListOffsets are not
+        // reads.
+        let first_ms = first.map_or(0.0, |f| (f - started).as_secs_f64() * 1e3);
+        let streaming_secs = first.map_or(consume_secs, |f| f.elapsed().as_secs_f64());
+        (consumed, consume_secs, first_ms, streaming_secs)
+    };
     let consume_cpu = cpu_per_message(consume_cpu_before, cpu(), consumed);
     let mb = (a.messages * a.size) as f64 / 1e6;
     println!(
         "{{\"messages\":{},\"size\":{},\"acks\":\"{}\",\"partitions\":{},\
 \"produce\":{{\"seconds\":{:.3},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\
 \"latency_ms\":{{\"p50\":{:.2},\"p99\":{:.2},\"max\":{:.2}}},\"broker_cpu_us_per_msg\":{}}},\
-\"consume\":{{\"messages\":{},\"seconds\":{:.3},\"first_message_ms\":{:.1},\"msgs_per_sec\":{:.0},\
+\"consume\":{{\"consumer\":\"{}\",\"messages\":{},\"seconds\":{:.3},\"first_message_ms\":{:.1},\"msgs_per_sec\":{:.0},\
 \"mb_per_sec\":{:.1},\"broker_cpu_us_per_msg\":{}}}}}",
         a.messages,
         a.size,
@@ -344,6 +363,7 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         percentile(&latencies, 1.0),
         produce_cpu,
+        if a.raw_consumer { "raw" } else { "librdkafka" },
         consumed,
         consume_secs,
         first_ms,
