@@ -48,13 +48,28 @@ pub async fn create_topic_with(
     for (k, v) in configs {
         new_topic = new_topic.set(k, v);
     }
-    let res = admin
-        .create_topics(&[new_topic], &opts)
-        .await
-        .context("create_topics")?;
-    for r in res {
-        if let Err((t, e)) = r {
-            bail!("creating topic {t}: {e}");
+    // NOT_CONTROLLER is retriable, as for Kafka's clients: right after a controller move the
+    // client may still ask the old controller, or the new one before its failover completes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut retried = false;
+    loop {
+        let res = admin
+            .create_topics(std::slice::from_ref(&new_topic), &opts)
+            .await
+            .context("create_topics")?;
+        match res.into_iter().next() {
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::NotController)))
+                if std::time::Instant::now() < deadline =>
+            {
+                retried = true;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            // An earlier attempt may have been written after all.
+            Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) if retried => {
+                break
+            }
+            Some(Err((t, e))) => bail!("creating topic {t}: {e}"),
+            _ => break,
         }
     }
     wait_for_leaders(
