@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::api::{ApiContext, FetchSessionCache};
 use crate::config::KafkaConfig;
 use crate::controller::{self, ControllerHandle, Event};
+use crate::coordinator::transaction::ProducerIdManager;
 use crate::coordinator::GroupCoordinator;
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
@@ -146,6 +147,7 @@ fn spawn_log_background(
         flush_check_ms: config.log_flush_scheduler_interval_ms,
         recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
         log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
+        ..BackgroundIntervals::default()
     };
     tokio::spawn(async move {
         let hw = Arc::new(move |tp: &crate::log::TopicPartition| replicas.high_watermark(tp));
@@ -226,8 +228,18 @@ pub async fn run(
         controller::start(config.clone(), zk_handle.clone(), shutdown_rx.clone());
 
     let coordinator = GroupCoordinator::new(&config, replicas.clone());
+    let producer_ids = Arc::new(ProducerIdManager::new(broker_id, zk_handle.clone()));
+    {
+        let producer_ids = producer_ids.clone();
+        tokio::spawn(async move {
+            if let Err(e) = producer_ids.claim_initial_block().await {
+                tracing::warn!(error = %e, "no producer id block at start-up; InitProducerId will claim one");
+            }
+        });
+    }
     let ctx = ApiContext {
         coordinator: coordinator.clone(),
+        producer_ids,
         config: config.clone(),
         cluster_id: cluster_id.into(),
         replicas: replicas.clone(),

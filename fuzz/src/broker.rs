@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use gregor::api::{ApiContext, FetchSessionCache};
 use gregor::config::KafkaConfig;
 use gregor::controller::{self, admin};
+use gregor::coordinator::transaction::ProducerIdManager;
 use gregor::coordinator::GroupCoordinator;
 use gregor::log::{BackgroundIntervals, LogManager, TopicPartition};
 use gregor::metadata::MetadataCache;
@@ -251,6 +252,7 @@ impl Broker {
         let coordinator = GroupCoordinator::new(&config, replicas.clone());
         let ctx = ApiContext {
             coordinator: coordinator.clone(),
+            producer_ids: Arc::new(ProducerIdManager::new(config.broker_id, zk_handle.clone())),
             config: config.clone(),
             cluster_id: cluster_id.into(),
             replicas: replicas.clone(),
@@ -291,6 +293,7 @@ impl Broker {
             flush_check_ms: config.log_flush_scheduler_interval_ms,
             recovery_point_checkpoint_ms: config.log_flush_offset_checkpoint_interval_ms,
             log_start_offset_checkpoint_ms: config.log_flush_start_offset_checkpoint_interval_ms,
+            ..BackgroundIntervals::default()
         };
         let (bg_logs, bg_replicas, bg_shutdown) =
             (logs.clone(), replicas.clone(), shutdown_rx.clone());

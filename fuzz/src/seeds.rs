@@ -417,6 +417,14 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
                 out.push(("all", enc(key, v, &r)?));
             }
         }
+        ApiKey::InitProducerId => {
+            let r = InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+            out.push(("", enc(key, v, &r)?));
+        }
         other => return Err(format!("no seed frame for advertised {other:?}: add one")),
     }
     Ok(out

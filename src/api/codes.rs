@@ -7,7 +7,7 @@ use kafka_protocol::ResponseError;
 use crate::controller::admin::AdminError;
 use crate::controller::ShutdownError;
 use crate::coordinator::GroupError;
-use crate::log::ValidationError;
+use crate::log::{ProducerError, ValidationError};
 use crate::replication::ReplicaError;
 
 /// Kafka's `Errors.NONE`: the one code [`ResponseError`], which lists failures only, lacks.
@@ -42,6 +42,11 @@ pub(crate) fn replica(e: &ReplicaError) -> ResponseError {
             } => ResponseError::InvalidTimestamp,
             ValidationError::Records { .. } => ResponseError::InvalidRecord,
             ValidationError::TooLarge(_) => ResponseError::MessageTooLarge,
+        },
+        ReplicaError::Producer(p) => match p {
+            ProducerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+            ProducerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+            ProducerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
         },
     }
 }

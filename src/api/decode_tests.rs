@@ -43,6 +43,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::ListGroups => req.decode::<ListGroupsRequest>().map(|_| ()),
         ApiKey::OffsetCommit => req.decode::<OffsetCommitRequest>().map(|_| ()),
         ApiKey::OffsetFetch => req.decode::<OffsetFetchRequest>().map(|_| ()),
+        ApiKey::InitProducerId => req.decode::<InitProducerIdRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -160,6 +161,14 @@ fn valid_frames() -> Vec<Bytes> {
                     let mut r = OffsetFetchRequest::default();
                     r.group_id = GroupId(StrBytes::from_static_str("group"));
                     r.topics = Some(vec![t]);
+                    encode(*key, v, &r)
+                }
+                ApiKey::InitProducerId => {
+                    let mut r = InitProducerIdRequest::default();
+                    r.transactional_id = None;
+                    r.transaction_timeout_ms = 60_000;
+                    r.producer_id = ProducerId(-1);
+                    r.producer_epoch = -1;
                     encode(*key, v, &r)
                 }
                 // Every advertised API must be fuzzed: a new one needs a frame here.

@@ -15,6 +15,7 @@ mod fetch;
 mod fetch_encode;
 mod fetch_session;
 mod groups;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod metadata_request;
@@ -32,6 +33,7 @@ use kafka_protocol::protocol::Encodable;
 
 use crate::config::KafkaConfig;
 use crate::controller::ControllerHandle;
+use crate::coordinator::transaction::ProducerIdManager;
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataCache;
 use crate::protocol::file_region::Chunk;
@@ -52,6 +54,8 @@ pub struct ApiContext {
     pub zk: ZkHandle,
     pub controller: ControllerHandle,
     pub coordinator: GroupCoordinator,
+    /// Producer ids for InitProducerId.
+    pub producer_ids: Arc<ProducerIdManager>,
     /// This broker's epoch: the czxid of its `/brokers/ids/<id>` znode, renewed per session.
     pub broker_epoch: Arc<AtomicI64>,
     /// Incremental fetch sessions (KIP-227).
@@ -191,6 +195,7 @@ pub async fn handle(
         ApiKey::ListGroups => groups::list_groups(ctx, &req),
         ApiKey::OffsetCommit => offsets::offset_commit(ctx, &req).await,
         ApiKey::OffsetFetch => offsets::offset_fetch(ctx, &req).await,
+        ApiKey::InitProducerId => init_producer_id::handle(ctx, &req).await,
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

@@ -521,6 +521,7 @@ impl KafkaConfig {
             log_cleanup_policy_delete: cleanup.iter().any(|c| c == "delete"),
             log_cleanup_policy_compact: cleanup.iter().any(|c| c == "compact"),
             log_segment_delete_delay_ms: p.num("log.segment.delete.delay.ms")?,
+            transactional_id_expiration_ms: p.num("transactional.id.expiration.ms")?,
             offsets_topic_num_partitions: p.num("offsets.topic.num.partitions")?,
             offsets_topic_replication_factor: p.num("offsets.topic.replication.factor")?,
             offsets_topic_segment_bytes: p.num("offsets.topic.segment.bytes")?,

@@ -477,6 +477,7 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("group.max.session.timeout.ms", Int, Some("1800000"), Any, ReadOnly),
     b("group.initial.rebalance.delay.ms", Int, Some("3000"), Any, ReadOnly),
     b("group.max.size", Int, Some(I32_MAX), AtLeast(1), ReadOnly),
+    b("transactional.id.expiration.ms", Int, Some("604800000"), AtLeast(1), ReadOnly),
     b("transaction.state.log.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
     b("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
     b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),

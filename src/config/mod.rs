@@ -152,6 +152,9 @@ pub struct KafkaConfig {
     pub log_cleanup_policy_compact: bool,
     pub log_segment_delete_delay_ms: u64,
 
+    /// `transactional.id.expiration.ms`: how long a producer's state outlives its last write.
+    pub transactional_id_expiration_ms: i64,
+
     pub offsets_topic_num_partitions: i32,
     pub offsets_topic_replication_factor: i16,
     pub offsets_topic_segment_bytes: u64,
@@ -299,6 +302,7 @@ impl KafkaConfig {
             cleanup_policy_compact: self.log_cleanup_policy_compact,
             min_insync_replicas: self.min_insync_replicas,
             unclean_leader_election_enable: self.unclean_leader_election_enable,
+            producer_expiration_ms: self.transactional_id_expiration_ms,
         }
     }
 

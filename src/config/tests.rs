@@ -136,6 +136,7 @@ const BROKER_DOC_DEFAULTS: &[(&str, Option<&str>)] = &[
     ("transaction.state.log.min.isr", Some("2")),
     ("transaction.state.log.num.partitions", Some("50")),
     ("transaction.state.log.replication.factor", Some("3")),
+    ("transactional.id.expiration.ms", Some("604800000")),
     ("unclean.leader.election.enable", Some("false")),
     ("zookeeper.connect", None),
     ("zookeeper.connection.timeout.ms", None),

@@ -8,6 +8,9 @@
 //! (NOT_COORDINATOR from then on). Membership ([`membership`]) and offsets ([`offsets`]) write
 //! their records through [`store`] in Kafka's formats ([`records`]). Failures are
 //! [`GroupError`]s; `api` turns them into Kafka error codes.
+//!
+//! [`transaction`] is the transaction coordinator's part: for now the producer ids of
+//! InitProducerId.
 
 pub mod error;
 pub mod group;
@@ -17,6 +20,7 @@ pub mod membership;
 pub mod offsets;
 pub mod records;
 pub mod store;
+pub mod transaction;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -91,6 +91,9 @@ pub struct LogConfig {
     pub cleanup_policy_compact: bool,
     pub min_insync_replicas: i32,
     pub unclean_leader_election_enable: bool,
+    /// The broker's `transactional.id.expiration.ms` (no topic overrides it): a producer's
+    /// state in a partition is forgotten this long after its last write.
+    pub producer_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -114,6 +117,7 @@ impl Default for LogConfig {
             cleanup_policy_compact: false,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            producer_expiration_ms: 604_800_000,
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct BackgroundIntervals {
     pub recovery_point_checkpoint_ms: u64,
     /// `log.flush.start.offset.checkpoint.interval.ms`.
     pub log_start_offset_checkpoint_ms: u64,
+    /// How often idle producers are expired; a constant (10 minutes) in Kafka 2.8.
+    pub producer_expiration_check_ms: u64,
 }
 
 impl Default for BackgroundIntervals {
@@ -153,6 +159,7 @@ impl Default for BackgroundIntervals {
             flush_check_ms: u64::MAX,
             recovery_point_checkpoint_ms: 60_000,
             log_start_offset_checkpoint_ms: 60_000,
+            producer_expiration_check_ms: 600_000,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! reading the log line) needs, so request handlers can map them to Kafka error codes
 //! without string matching.
 
+use super::producer_state::ProducerError;
 use super::validator::ValidationError;
 use crate::protocol::batch::BatchError;
 use crate::util::fd_limit;
@@ -37,6 +38,9 @@ pub enum LogError {
     /// A client batch that Kafka's `LogValidator` rules refuse.
     #[error("{0}")]
     Rejected(#[from] ValidationError),
+    /// A producer's batch that its sequence, epoch or transaction state refuses.
+    #[error("{0}")]
+    Producer(#[from] ProducerError),
     #[error("offset {offset} is out of range for {topic_partition} (log start {log_start}, log end {log_end})")]
     OffsetOutOfRange {
         topic_partition: String,

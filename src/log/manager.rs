@@ -643,6 +643,7 @@ impl LogManager {
         let mut flush = ticker(intervals.flush_check_ms);
         let mut recovery = ticker(intervals.recovery_point_checkpoint_ms);
         let mut log_start = ticker(intervals.log_start_offset_checkpoint_ms);
+        let mut producer_expiry = ticker(intervals.producer_expiration_check_ms);
         loop {
             tokio::select! {
                 changed = shutdown.changed() => {
@@ -667,6 +668,15 @@ impl LogManager {
                     if let Err(e) = m.checkpoint_log_start_offsets() {
                         tracing::warn!(error = %e, "log start offset checkpoint failed");
                     }
+                }).await,
+                _ = tick(&mut producer_expiry) => self.blocking("producer expiry", |m| {
+                    let now = crate::util::clock::now_ms();
+                    let expired: usize = m
+                        .all_logs()
+                        .iter()
+                        .map(|(_, log)| log.remove_expired_producers(now))
+                        .sum();
+                    tracing::debug!(expired, "producer expiry pass done");
                 }).await,
             }
         }

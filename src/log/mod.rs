@@ -10,6 +10,9 @@
 //! - [`LeaderEpochCache`] (`epoch_cache`) and the text checkpoint files (`checkpoint`).
 //! - [`LogConfig`] with Kafka's topic-level overrides (`config`), [`LogError`] (`error`).
 //! - Kafka's `LogValidator` for batches from clients (`validator`).
+//! - Producer state (Kafka's `ProducerStateManager`): sequence and epoch checks, duplicate
+//!   detection for idempotent producers (`producer_state`), the `.snapshot` files
+//!   (`producer_snapshot`) and the rebuild from snapshots plus the log (`producer_rebuild`).
 //! - Log-directory failure (KIP-112): the first I/O error in a data directory takes it offline
 //!   (`dir_failure`).
 //!
@@ -28,6 +31,9 @@ mod manager;
 mod meta;
 mod mmap_file;
 mod partition_log;
+mod producer_rebuild;
+mod producer_snapshot;
+mod producer_state;
 mod recovery;
 mod retention;
 mod scan;
@@ -43,6 +49,8 @@ mod fd_tests;
 #[cfg(test)]
 mod name_tests;
 #[cfg(test)]
+mod producer_state_tests;
+#[cfg(test)]
 mod read_tests;
 #[cfg(test)]
 mod tests;
@@ -56,5 +64,6 @@ pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_E
 pub use error::LogError;
 pub use manager::{HighWatermarkFn, LogManager, CLEAN_SHUTDOWN_FILE};
 pub use partition_log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
+pub use producer_state::{BatchMetadata, ProducerEntry, ProducerError};
 pub use types::{AppendInfo, ReadInfo, TopicPartition};
 pub use validator::{RecordError, ValidationError};

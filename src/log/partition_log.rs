@@ -1,16 +1,20 @@
 //! One partition's log (Kafka's `Log`): an ordered set of segments, the log start/end offsets,
-//! the recovery point and the leader-epoch cache.
+//! the recovery point, the leader-epoch cache and the producer state (`producer_state`).
 //!
 //! Locking: segment metadata lives behind one `RwLock`. Appends, rolls, truncation and
 //! retention take it for writing; reads take it for reading only long enough to locate the
 //! bytes, then `pread` through a shared file handle with no lock held, so a large fetch never
 //! stalls producers. Offsets readers poll often (LEO, log start) are mirrored in atomics.
-//! No lock is ever held across an `.await` (there are none in this module).
+//! No lock is ever held across an `.await` (there are none in this module). The producer
+//! state's mutex is only taken with `segments` held for writing (or at open), never the
+//! other way round.
 
 use super::config::{LogConfig, TimestampType};
 use super::dir_failure::DataDir;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
+use super::producer_rebuild::{self, Rebuild};
+use super::producer_state::{Origin, ProducerStateManager, Verdict};
 use super::recovery::{self, LoadParams};
 use super::segment::{BatchMeta, LogSegment};
 use super::types::{AppendInfo, ReadInfo, TopicPartition};
@@ -36,6 +40,7 @@ pub struct Log {
     config: RwLock<LogConfig>,
     pub(super) segments: RwLock<BTreeMap<i64, LogSegment>>,
     pub(super) epoch_cache: LeaderEpochCache,
+    pub(super) producers: Mutex<ProducerStateManager>,
     /// Shared with the epoch cache; only written with `segments` locked for writing.
     pub(super) log_end_offset: Arc<AtomicI64>,
     pub(super) log_start_offset: AtomicI64,
@@ -96,6 +101,19 @@ impl Log {
             &epoch_cache,
         )?;
         log_end_offset.store(loaded.next_offset, Ordering::Release);
+        let mut producers =
+            ProducerStateManager::new(tp.clone(), &dir, config.producer_expiration_ms)?;
+        producers.remove_stray_snapshots(&loaded.segments.keys().copied().collect())?;
+        producer_rebuild::rebuild(
+            &mut producers,
+            &Rebuild {
+                segments: &loaded.segments,
+                log_start: loaded.log_start_offset,
+                last_offset: loaded.next_offset,
+                reload_from_clean_shutdown: params.had_clean_shutdown,
+                now,
+            },
+        )?;
         tracing::info!(topic = %tp.topic, partition = tp.partition, log_start_offset = loaded.log_start_offset,
             log_end_offset = loaded.next_offset, segments = loaded.segments.len(), "loaded log");
         Ok(Arc::new_cyclic(|self_ref| Log {
@@ -104,6 +122,7 @@ impl Log {
             config: RwLock::new(config),
             segments: RwLock::new(loaded.segments),
             epoch_cache,
+            producers: Mutex::new(producers),
             log_end_offset,
             log_start_offset: AtomicI64::new(loaded.log_start_offset),
             recovery_point: AtomicI64::new(loaded.recovery_point),
@@ -273,6 +292,23 @@ impl Log {
             max_timestamp,
             ..header
         };
+        if header.producer_id >= 0 {
+            let verdict = lock(&self.producers).check_client_batch(&header, base_offset)?;
+            if let Verdict::Duplicate(dup) = verdict {
+                tracing::debug!(topic = %self.tp.topic, partition = self.tp.partition,
+                    producer_id = header.producer_id, first_sequence = header.base_sequence,
+                    offset = dup.first_offset(), "duplicate batch answered with its original offset");
+                // Kafka answers a duplicate with the cached batch's timestamp as its log
+                // append time, whatever the topic's timestamp type.
+                return Ok(AppendInfo {
+                    first_offset: dup.first_offset(),
+                    last_offset: dup.last_offset,
+                    log_append_time: dup.timestamp,
+                    max_timestamp: dup.timestamp,
+                    valid_bytes: 0,
+                });
+            }
+        }
         let len = batch.len();
         self.append_locked(
             &mut segments,
@@ -280,6 +316,7 @@ impl Log {
             &[&head, rest],
             &[(header, 0..len)],
             now,
+            Origin::Client,
         )?;
         drop(segments);
         self.maybe_flush_by_count(&config)?;
@@ -342,7 +379,14 @@ impl Log {
             });
         }
         let first_offset = first.base_offset;
-        self.append_locked(&mut segments, &config, &[&batches], &parsed, now_ms())?;
+        self.append_locked(
+            &mut segments,
+            &config,
+            &[&batches],
+            &parsed,
+            now_ms(),
+            Origin::Replication,
+        )?;
         drop(segments);
         self.maybe_flush_by_count(&config)?;
         let last = parsed
@@ -364,6 +408,7 @@ impl Log {
 
     /// Writes `batches` (ranges of `data`) to the active segment, rolling first whenever a
     /// batch would not fit the current one, and coalescing consecutive batches into one write.
+    /// Each written group enters the producer state before a roll snapshots it.
     fn append_locked(
         &self,
         segments: &mut BTreeMap<i64, LogSegment>,
@@ -371,6 +416,7 @@ impl Log {
         data: &[&[u8]],
         batches: &[(BatchHeader, Range<usize>)],
         now: i64,
+        origin: Origin,
     ) -> Result<(), LogError> {
         let mut group_start = 0;
         for (i, (header, range)) in batches.iter().enumerate() {
@@ -386,12 +432,12 @@ impl Log {
                 now,
             );
             if should_roll {
-                self.write_group(segments, config, data, &batches[group_start..i])?;
+                self.write_group(segments, config, data, &batches[group_start..i], origin)?;
                 group_start = i;
                 self.roll_locked(segments, config, header.base_offset, now)?;
             }
         }
-        self.write_group(segments, config, data, &batches[group_start..])?;
+        self.write_group(segments, config, data, &batches[group_start..], origin)?;
         for (header, _) in batches {
             let epoch = header.partition_leader_epoch;
             if epoch >= 0
@@ -412,6 +458,7 @@ impl Log {
         config: &LogConfig,
         data: &[&[u8]],
         group: &[(BatchHeader, Range<usize>)],
+        origin: Origin,
     ) -> Result<(), LogError> {
         let (Some((_, first)), Some((last_header, last))) = (group.first(), group.last()) else {
             return Ok(());
@@ -424,6 +471,11 @@ impl Log {
         active_mut(segments)?.append(&parts, &metas, config.index_interval_bytes)?;
         self.log_end_offset
             .store(last_header.next_offset(), Ordering::Release);
+        let mut producers = lock(&self.producers);
+        for (h, _) in group {
+            producers.apply_batch(h, origin);
+        }
+        producers.update_map_end_offset(last_header.next_offset());
         Ok(())
     }
 
@@ -451,6 +503,12 @@ impl Log {
             });
         }
         current.on_become_inactive()?;
+        // The snapshot at the new base lets a rebuild start at this segment.
+        {
+            let mut producers = lock(&self.producers);
+            producers.update_map_end_offset(new_offset);
+            producers.take_snapshot()?;
+        }
         let segment = LogSegment::create(&self.dir, new_offset, config, now)?;
         segments.insert(new_offset, segment);
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, base_offset = new_offset, "rolled new log segment");
@@ -655,6 +713,7 @@ impl Log {
         }
         self.flush()?;
         let mut segments = write(&self.segments);
+        lock(&self.producers).take_snapshot()?;
         self.closed.store(true, Ordering::Release);
         if let Some((_, active)) = segments.iter_mut().next_back() {
             active.on_become_inactive()?;

@@ -1,15 +1,17 @@
 //! Removing data from a log: retention (time, size, below the log start), log-start
 //! advancement, and truncation for replication. Removed segments are renamed to `.deleted`
 //! and erased after `file.delete.delay.ms`, so concurrent readers holding their file
-//! handles are never cut off mid-read.
+//! handles are never cut off mid-read. A removed segment takes the producer snapshot at its
+//! base with it, and truncation rebuilds the producer state for the shorter log.
 
 use super::config::LogConfig;
 use super::deleter;
 use super::error::LogError;
 use super::partition_log::{active_mut, Log};
+use super::producer_rebuild::{self, Rebuild};
 use super::segment::LogSegment;
 use crate::util::clock::now_ms;
-use crate::util::sync::write;
+use crate::util::sync::{lock, write};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -21,11 +23,14 @@ impl Log {
         reason: &str,
     ) -> Result<(), LogError> {
         let mut paths = Vec::new();
+        let mut producers = lock(&self.producers);
         for base in bases {
             if let Some(mut segment) = segments.remove(base) {
                 paths.extend(segment.rename_to_deleted()?);
+                producers.delete_snapshot(*base)?;
             }
         }
+        drop(producers);
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, count = bases.len(), reason, "deleting segments");
         deleter::schedule(paths, self.config().file_delete_delay_ms);
         Ok(())
@@ -62,6 +67,16 @@ impl Log {
             self.recovery_point.store(next, Ordering::Release);
         }
         self.epoch_cache.truncate_from_end(next)?;
+        producer_rebuild::rebuild(
+            &mut lock(&self.producers),
+            &Rebuild {
+                segments: &segments,
+                log_start: self.log_start_offset().min(next),
+                last_offset: next,
+                reload_from_clean_shutdown: false,
+                now: now_ms(),
+            },
+        )?;
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, target = offset, log_end_offset = next, "truncated log");
         Ok(())
     }
@@ -97,6 +112,7 @@ impl Log {
         self.log_start_offset.store(offset, Ordering::Release);
         self.recovery_point.store(offset, Ordering::Release);
         self.epoch_cache.clear_and_flush()?;
+        lock(&self.producers).truncate_fully_and_start_at(offset)?;
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, offset, "truncated log fully");
         Ok(())
     }
@@ -112,6 +128,7 @@ impl Log {
         if new_start > self.log_start_offset() {
             self.log_start_offset.store(new_start, Ordering::Release);
             self.epoch_cache.truncate_from_start(new_start)?;
+            lock(&self.producers).on_log_start_offset_incremented(new_start);
             tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, log_start_offset = new_start, "advanced log start offset");
         }
         Ok(())
@@ -154,6 +171,7 @@ impl Log {
         if first > self.log_start_offset() {
             self.log_start_offset.store(first, Ordering::Release);
             self.epoch_cache.truncate_from_start(first)?;
+            lock(&self.producers).on_log_start_offset_incremented(first);
         }
         Ok(doomed.len())
     }

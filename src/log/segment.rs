@@ -453,6 +453,33 @@ impl LogSegment {
             .map_err(|e| scan_err(&self.log_path, e))
     }
 
+    /// Calls `f` with the header of every batch from the one holding `from` (an offset) up
+    /// to, not including, the one holding `to` (or the segment's end): the producer-state
+    /// replay, which needs headers only.
+    pub(crate) fn for_each_header(
+        &self,
+        from: i64,
+        to: Option<i64>,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), LogError> {
+        let Some((mut pos, _)) = self.translate_offset(from)? else {
+            return Ok(());
+        };
+        let end = match to {
+            Some(to) => self.translate_offset(to)?.map_or(self.size, |(p, _)| p),
+            None => self.size,
+        };
+        let mut scanner = Scanner::new(&self.file, end, RECOVERY_WINDOW);
+        while let Some(header) = scanner
+            .header_at(pos)
+            .map_err(|e| scan_err(&self.log_path, e))?
+        {
+            f(&header);
+            pos += header.total_size() as u64;
+        }
+        Ok(())
+    }
+
     /// Removes every batch whose last offset is ≥ `offset` (a batch straddling `offset` goes
     /// whole). Returns the next offset after the remaining data. The segment becomes the
     /// active one, so its indexes are regrown to `max_index_size`.

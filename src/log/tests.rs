@@ -631,6 +631,7 @@ async fn background_tasks_apply_retention_and_stop_on_shutdown() {
         flush_check_ms: 20,
         recovery_point_checkpoint_ms: 20,
         log_start_offset_checkpoint_ms: 20,
+        producer_expiration_check_ms: 20,
     };
     let hw_log = Arc::clone(&log);
     let hw: HighWatermarkFn = Arc::new(move |_| Some(hw_log.log_end_offset()));

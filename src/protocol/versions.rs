@@ -33,6 +33,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 3),
     (ApiKey::DescribeGroups, 0, 4),
     (ApiKey::ListGroups, 0, 3),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The supported range for `key`, or `None` if gregor does not implement it.

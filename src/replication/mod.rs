@@ -23,7 +23,7 @@ pub use partition::{
     FetchIsolation, IsrProposal, IsrWriteOutcome, LeaderAndIsrState, Partition, PartitionRead,
 };
 
-use crate::log::{LogError, ValidationError};
+use crate::log::{LogError, ProducerError, ValidationError};
 
 /// Why a partition-level operation failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +66,9 @@ pub enum ReplicaError {
     /// A client batch refused by the log validator (nothing was written).
     #[error("{0}")]
     Rejected(ValidationError),
+    /// An idempotent or transactional batch refused by the producer state (nothing written).
+    #[error("{0}")]
+    Producer(ProducerError),
 }
 
 impl ReplicaError {
@@ -85,6 +88,7 @@ impl ReplicaError {
             LogError::MessageTooLarge { size, max } => ReplicaError::MessageTooLarge { size, max },
             LogError::InvalidBatch(b) => ReplicaError::CorruptMessage(b.to_string()),
             LogError::Rejected(v) => ReplicaError::Rejected(v),
+            LogError::Producer(p) => ReplicaError::Producer(p),
             LogError::BatchLargerThanSegment {
                 size,
                 segment_bytes,

@@ -611,6 +611,53 @@ pub fn decode_log_dir_event(bytes: &[u8]) -> Result<i32, CodecError> {
     Ok(e.broker)
 }
 
+/// One broker's block of producer ids, `/latest_producer_id_block` (Kafka's
+/// `ProducerIdBlockZNode`); both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub broker: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// `{"version":1,"broker":<id>,"block_start":"<n>","block_end":"<n>"}`: Kafka writes the
+/// ends as decimal strings.
+pub fn encode_producer_id_block(b: &ProducerIdBlock) -> Vec<u8> {
+    to_bytes(obj([
+        ("version", Value::from(1)),
+        ("broker", Value::from(b.broker)),
+        ("block_start", Value::from(b.start.to_string())),
+        ("block_end", Value::from(b.end.to_string())),
+    ]))
+}
+
+pub fn decode_producer_id_block(bytes: &[u8]) -> Result<ProducerIdBlock, CodecError> {
+    #[derive(Deserialize)]
+    struct Block {
+        broker: i32,
+        block_start: String,
+        block_end: String,
+    }
+    let b: Block = parse(bytes, "producer id block")?;
+    let num = |field: &str, v: &str| {
+        v.parse::<i64>().map_err(|_| {
+            CodecError::new(format!("producer id block {field} {v:?} is not a number"))
+        })
+    };
+    let block = ProducerIdBlock {
+        broker: b.broker,
+        start: num("block_start", &b.block_start)?,
+        end: num("block_end", &b.block_end)?,
+    };
+    if block.start < 0 || block.end < block.start {
+        return Err(CodecError::new(format!(
+            "producer id block [{}, {}] is not a valid range",
+            block.start, block.end
+        )));
+    }
+    Ok(block)
+}
+
 // ---- validation (AdminZkClient.validateTopicCreate, Topic.validate) ----
 
 pub use crate::common::validate_topic_name;

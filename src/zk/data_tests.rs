@@ -327,3 +327,35 @@ fn assignments() {
     assert!(validate_assignment(&map(&[(0, &[1, 1])])).is_err());
     assert!(validate_assignment(&map(&[(0, &[])])).is_err());
 }
+
+#[test]
+fn producer_id_block_reads_kafkas_json_and_writes_its_keys() {
+    // What Kafka 2.8's ProducerIdBlockZNode writes: the ends as decimal strings.
+    let kafka = br#"{"version":1,"broker":2,"block_start":"5000","block_end":"5999"}"#;
+    let block = decode_producer_id_block(kafka).unwrap();
+    assert_eq!(
+        block,
+        ProducerIdBlock {
+            broker: 2,
+            start: 5000,
+            end: 5999
+        }
+    );
+    assert_eq!(
+        encode_producer_id_block(&block),
+        br#"{"block_end":"5999","block_start":"5000","broker":2,"version":1}"#
+    );
+    assert_eq!(json(&encode_producer_id_block(&block)), json(kafka));
+    // Numbers instead of strings, a reversed range, garbage: refused with the reason.
+    assert!(decode_producer_id_block(
+        br#"{"version":1,"broker":2,"block_start":5000,"block_end":"5999"}"#
+    )
+    .is_err());
+    let reversed =
+        decode_producer_id_block(br#"{"version":1,"broker":2,"block_start":"9","block_end":"5"}"#);
+    assert!(reversed
+        .unwrap_err()
+        .to_string()
+        .contains("not a valid range"));
+    assert!(decode_producer_id_block(b"{").is_err());
+}

@@ -5,6 +5,7 @@
 //! Depends only on `zookeeper-client`; nothing above it knows about znodes or JSON.
 //!
 //! - `log_dir_events`: KIP-112 log-directory failure notifications.
+//! - `producer_ids`: blocks of producer ids from `/latest_producer_id_block`.
 //! - `client`: [`KafkaZkClient`] session set-up (chroot bootstrap), session loss, start-up znodes.
 //! - `brokers`, `controller`, `topics`, `admin`: the typed API, by znode family.
 //! - `ops`: shared low-level reads/writes and the controller-epoch–checked multi.
@@ -24,15 +25,18 @@ mod handle;
 mod log_dir_events;
 mod ops;
 pub mod paths;
+mod producer_ids;
 mod states;
 mod topics;
 mod watch;
 
 pub use client::KafkaZkClient;
 pub use data::{
-    BrokerInfo, EndPoint, LeaderIsrAndControllerEpoch, SecurityProtocol, TopicAssignment,
+    BrokerInfo, EndPoint, LeaderIsrAndControllerEpoch, ProducerIdBlock, SecurityProtocol,
+    TopicAssignment,
 };
 pub use error::{CodecError, ZkError};
 pub use handle::ZkHandle;
+pub use producer_ids::PRODUCER_ID_BLOCK_SIZE;
 pub use states::{VersionedState, WriteOutcome};
 pub use watch::{SessionLoss, Watch, WatchEvent, WatchEventKind};

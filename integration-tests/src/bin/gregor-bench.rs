@@ -10,6 +10,8 @@
 //! `gregor-bench --latency --bootstrap .. [--rate R] [--seconds S] [--partitions P]` instead
 //! measures end-to-end latency (produce → consumer sees it) at a paced rate, for RF 1 and for
 //! RF 3, both with acks=all (see `integration_tests::latency`).
+//! `gregor-bench --idempotence --bootstrap .. [--rounds R]` instead measures produce
+//! throughput with and without `enable.idempotence` (both acks=all), interleaved in one run.
 
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,13 @@ struct Args {
     /// connection is served when the client costs nothing per message.
     #[arg(long)]
     raw_consumer: bool,
+    /// Produce only, acks=all, with and without `enable.idempotence`, alternating for
+    /// `--rounds` rounds; prints both rates and their ratio.
+    #[arg(long)]
+    idempotence: bool,
+    /// Idempotence mode: rounds of (plain, idempotent) runs.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -190,6 +199,7 @@ async fn produce(
     a: &Args,
     bootstrap: &str,
     topic: &str,
+    idempotent: bool,
 ) -> anyhow::Result<(f64, Vec<u128>, String)> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -214,7 +224,10 @@ async fn produce(
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", &a.acks)
-        .set("enable.idempotence", "false")
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
         .set("linger.ms", "5")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
@@ -256,6 +269,50 @@ async fn produce(
     Ok((produce_secs, latencies, produce_cpu))
 }
 
+/// Plain and idempotent produce throughput, acks=all both, alternating so that drift of the
+/// machine affects both alike; the medians and their ratio.
+async fn idempotence_compare(mut a: Args, bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+    a.acks = "all".to_string();
+    let mut plain = Vec::new();
+    let mut idempotent = Vec::new();
+    for round in 0..a.rounds {
+        for idem in [false, true] {
+            let t = format!("{topic}-{}-{round}", if idem { "idem" } else { "plain" });
+            let (secs, _, cpu) = produce(&a, bootstrap, &t, idem).await?;
+            let rate = a.messages as f64 / secs;
+            eprintln!("round {round} idempotent={idem}: {rate:.0} msg/s, broker cpu {cpu} µs/msg");
+            if idem {
+                idempotent.push(rate);
+            } else {
+                plain.push(rate);
+            }
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let (plain_runs, idem_runs) = (fmt(&plain), fmt(&idempotent));
+    let (p, i) = (median(&mut plain), median(&mut idempotent));
+    println!(
+        "{{\"messages\":{},\"size\":{},\"acks\":\"all\",\"partitions\":{},\"replication_factor\":{},\
+\"plain_msgs_per_sec\":[{plain_runs}],\"idempotent_msgs_per_sec\":[{idem_runs}],\
+\"plain_median\":{p:.0},\"idempotent_median\":{i:.0},\"idempotent_over_plain\":{:.3}}}",
+        a.messages,
+        a.size,
+        a.partitions,
+        a.replication_factor,
+        i / p
+    );
+    Ok(())
+}
+
 fn percentile(sorted: &[u128], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -285,6 +342,9 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
         .topic
         .take()
         .unwrap_or_else(|| format!("bench-{}", std::process::id()));
+    if a.idempotence {
+        return idempotence_compare(a, &bootstrap, &topic).await;
+    }
     if a.latency {
         let opts = LatencyOptions {
             bootstrap: bootstrap.clone(),
@@ -305,7 +365,7 @@ async fn produce_consume(mut a: Args) -> anyhow::Result<()> {
     let (produce_secs, latencies, produce_cpu) = if a.consume_only {
         (f64::NAN, Vec::new(), "null".to_string())
     } else {
-        produce(&a, &bootstrap, &topic).await?
+        produce(&a, &bootstrap, &topic, false).await?
     };
     let mut consumer_config = ClientConfig::new();
     consumer_config

@@ -107,7 +107,8 @@ pub fn wait_for_leaders(
     }
 }
 
-/// A producer with the given acks, no idempotence (gregor has no InitProducerId yet).
+/// A producer with the given acks and no idempotence, so `acks` can be other than all
+/// (the idempotent producer is in `idempotence.rs`).
 pub fn producer(bootstrap: &str, acks: &str) -> anyhow::Result<FutureProducer> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -252,7 +253,16 @@ pub fn consume_all(
             );
         }
         if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = m.context("consume")?;
+            let m = match m {
+                Ok(m) => m,
+                // librdkafka reports a lost connection (a broker of the bootstrap list that the
+                // test stopped) as a consumer error, yet goes on fetching from the others.
+                Err(e) if is_transient(&e) => {
+                    eprintln!("consume {topic}: {e}; going on");
+                    continue;
+                }
+                Err(e) => return Err(e).context("consume"),
+            };
             let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
             let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
             out.entry(m.partition())
@@ -261,6 +271,21 @@ pub fn consume_all(
         }
     }
     Ok(out)
+}
+
+/// Whether a consumer error is one librdkafka recovers from by itself (a connection lost or
+/// refused, a leader moving), as opposed to data it could not read.
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+        )
+    )
 }
 
 /// Prints librdkafka's own log lines (warnings and worse) to the test's stderr, so a failing
@@ -326,4 +351,29 @@ pub async fn wait_metadata_ready(cluster: &integration_tests::Cluster) -> anyhow
         }
     }
     Ok(())
+}
+
+/// The header of every batch of `topic`'s partition `p` on broker `id`, read from its segment
+/// files in offset order.
+pub fn stored_headers(
+    cluster: &integration_tests::Cluster,
+    id: i32,
+    topic: &str,
+    p: i32,
+) -> anyhow::Result<Vec<gregor::protocol::batch::BatchHeader>> {
+    let dir = cluster.data_dir(id).join(format!("{topic}-{p}"));
+    let mut logs: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    let mut out = Vec::new();
+    for log in logs {
+        let data = std::fs::read(&log)?;
+        for item in gregor::protocol::batch::batches(&data) {
+            out.push(item?.0);
+        }
+    }
+    Ok(out)
 }

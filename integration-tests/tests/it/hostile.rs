@@ -207,6 +207,42 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     let mut of = OffsetFetchRequest::default();
     of.group_id = group;
     out.push(frame(&of, 5, 22).context("corpus: of v5")?);
+    let mut ipi = InitProducerIdRequest::default();
+    ipi.transactional_id = None;
+    ipi.producer_id = ProducerId(-1);
+    ipi.producer_epoch = -1;
+    out.push(frame(&ipi, 0, 23).context("corpus: ipi v0")?);
+    out.push(frame(&ipi, 4, 23).context("corpus: ipi v4")?);
+    // An idempotent batch (producer 0, epoch 0, sequence 0): mutations reach the producer
+    // state's sequence and epoch checks.
+    let plain = gregor::protocol::batch::build_batch(
+        1,
+        1_700_000_000_000,
+        &[(None, Some(b"idem".as_slice()))],
+    );
+    let h = gregor::protocol::batch::BatchHeader::parse(&plain)?;
+    let fields = gregor::protocol::batch_builder::BatchFields {
+        producer_id: 0,
+        producer_epoch: 0,
+        base_sequence: 0,
+        ..gregor::protocol::batch_builder::BatchFields::of(&h)
+    };
+    let idem = gregor::protocol::batch_builder::encode_batch(
+        &fields,
+        &plain[gregor::protocol::batch::HEADER_LEN..],
+    )
+    .freeze();
+    let mut pd = produce_request::PartitionProduceData::default();
+    pd.index = 1;
+    pd.records = Some(idem);
+    let mut td = produce_request::TopicProduceData::default();
+    td.name = name(TOPIC);
+    td.partition_data = vec![pd];
+    let mut idem_produce = ProduceRequest::default();
+    idem_produce.acks = -1;
+    idem_produce.timeout_ms = 1000;
+    idem_produce.topic_data = vec![td];
+    out.push(frame(&idem_produce, 8, 24).context("corpus: idempotent produce v8")?);
     Ok(out)
 }
 

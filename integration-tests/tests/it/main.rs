@@ -18,6 +18,8 @@ mod group_python;
 mod group_raw;
 mod groups;
 mod hostile;
+mod idempotence;
+mod idempotence_wire;
 mod isr;
 mod lifecycle;
 mod log_dir_failure;

@@ -10,9 +10,8 @@ use bytes::Bytes;
 use gregor::protocol::batch::{BatchHeader, HEADER_LEN};
 use gregor::protocol::batch_builder::{build_batch, encode_batch, BatchFields};
 use integration_tests::ClusterOptions;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::ProduceResponse;
-use kafka_protocol::messages::{ProduceRequest, ResponseHeader, TopicName, TransactionalId};
+use kafka_protocol::messages::{ResponseHeader, TransactionalId};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use rdkafka::admin::TopicReplication;
 use rdkafka::consumer::Consumer;
@@ -197,16 +196,7 @@ async fn raw_produce(
     records: Bytes,
     txn_id: bool,
 ) -> anyhow::Result<(i16, Option<String>, usize)> {
-    let mut p = PartitionProduceData::default();
-    p.index = 0;
-    p.records = Some(records);
-    let mut t = TopicProduceData::default();
-    t.name = TopicName(StrBytes::from_string(topic.to_string()));
-    t.partition_data = vec![p];
-    let mut req = ProduceRequest::default();
-    req.acks = 1;
-    req.timeout_ms = 5000;
-    req.topic_data = vec![t];
+    let mut req = crate::idempotence_wire::produce_request(topic, records, 1);
     if txn_id {
         req.transactional_id = Some(TransactionalId(StrBytes::from_static_str("it-txn")));
     }
@@ -311,22 +301,10 @@ async fn corrupt_batches_are_refused_and_every_consumer_keeps_reading() -> anyho
 /// The codec ids of every batch stored in partition 0 of `topic` on broker 0, read from its
 /// segment files.
 fn stored_codecs(cluster: &integration_tests::Cluster, topic: &str) -> anyhow::Result<Vec<u8>> {
-    let dir = cluster.data_dir(0).join(format!("{topic}-0"));
-    let mut codecs = Vec::new();
-    let mut logs: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    for log in logs {
-        let data = std::fs::read(&log)?;
-        for item in gregor::protocol::batch::batches(&data) {
-            let (h, _) = item?;
-            codecs.push((h.attributes & 0x07) as u8);
-        }
-    }
-    Ok(codecs)
+    Ok(clients::stored_headers(cluster, 0, topic, 0)?
+        .iter()
+        .map(|h| (h.attributes & 0x07) as u8)
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,0 +1,92 @@
+//! Rebuilding a log's producer state from its snapshots and segments (Kafka's
+//! `Log.rebuildProducerState`), at load and after a truncation.
+//!
+//! The newest snapshot at or below the end is loaded and the batch headers after it are
+//! replayed as replicated batches (no checks), writing snapshots at the bases of the last two
+//! segments on the way and at the end, so the next rebuild starts late. A log that stopped
+//! cleanly yet has no snapshot at all was written before producer state existed (or never had
+//! an idempotent batch): as Kafka does on upgrade, it gets empty snapshots instead of a scan.
+
+use super::error::LogError;
+use super::partition_log::Log;
+use super::producer_state::{Origin, ProducerEntry, ProducerStateManager};
+use super::segment::LogSegment;
+use crate::util::sync::{lock, read};
+use std::collections::BTreeMap;
+
+impl Log {
+    /// Forgets producers idle past `transactional.id.expiration.ms` (Kafka's periodic
+    /// `removeExpiredProducers`); returns how many went.
+    pub fn remove_expired_producers(&self, now: i64) -> usize {
+        let _segments = read(&self.segments);
+        let mut producers = lock(&self.producers);
+        producers.set_expiration_ms(self.config().producer_expiration_ms);
+        producers.remove_expired(now)
+    }
+
+    /// This partition's state of `producer_id`, if it has one.
+    pub fn producer_entry(&self, producer_id: i64) -> Option<ProducerEntry> {
+        lock(&self.producers).entry(producer_id).cloned()
+    }
+
+    /// The offsets of this log's producer snapshot files.
+    pub fn producer_snapshot_offsets(&self) -> Vec<i64> {
+        lock(&self.producers).snapshot_offsets()
+    }
+}
+
+pub(crate) struct Rebuild<'a> {
+    pub segments: &'a BTreeMap<i64, LogSegment>,
+    pub log_start: i64,
+    /// The offset the state must end at (the log end).
+    pub last_offset: i64,
+    pub reload_from_clean_shutdown: bool,
+    pub now: i64,
+}
+
+pub(crate) fn rebuild(state: &mut ProducerStateManager, r: &Rebuild<'_>) -> Result<(), LogError> {
+    let mut bases = r.segments.keys().rev();
+    let last_base = bases.next().copied();
+    let second_last_base = bases.next().copied();
+    let to_snapshot = [second_last_base, last_base, Some(r.last_offset)];
+    if state.latest_snapshot().is_none() && r.reload_from_clean_shutdown {
+        for offset in to_snapshot.into_iter().flatten() {
+            state.update_map_end_offset(offset);
+            state.take_snapshot()?;
+        }
+        return Ok(());
+    }
+    let empty_before = state.is_empty() && state.map_end_offset() >= r.last_offset;
+    state.truncate_and_reload(r.log_start, r.last_offset, r.now)?;
+    if r.last_offset > state.map_end_offset() && !empty_before {
+        let from = state.map_end_offset();
+        let first = r
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        let mut replayed = 0usize;
+        for (&base, segment) in r.segments.range(first..r.last_offset) {
+            let start = base.max(state.map_end_offset()).max(r.log_start);
+            state.update_map_end_offset(start);
+            if to_snapshot.contains(&Some(base)) {
+                state.take_snapshot()?;
+            }
+            let holds_end = r
+                .segments
+                .range(base + 1..)
+                .next()
+                .is_none_or(|(next, _)| *next > r.last_offset);
+            let to = holds_end.then_some(r.last_offset);
+            segment.for_each_header(start, to, |h| {
+                replayed += 1;
+                state.apply_batch(h, Origin::Replication);
+            })?;
+        }
+        let tp = state.topic_partition();
+        tracing::info!(topic = %tp.topic, partition = tp.partition, from, to = r.last_offset, batches = replayed, producers = state.producer_count(),
+            "rebuilt producer state from the log");
+    }
+    state.update_map_end_offset(r.last_offset);
+    state.take_snapshot()
+}
