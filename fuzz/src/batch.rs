@@ -21,7 +21,9 @@
 //!
 //! After an accepted append the stored batch is read back and checked: it has a valid CRC (the
 //! leader rewrote its offsets, epoch and timestamps), the offsets the append reported, and the
-//! codec the topic asks for.
+//! codec the topic asks for. A batch with a producer id may instead be answered as a retry of
+//! one already stored (the producer state's de-duplication): then the log must not have grown
+//! and the offsets must name a stored batch of the same producer, epoch and sequence range.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -36,6 +38,8 @@ use gregor::protocol::compression;
 pub const RAW_MODE: u8 = 0x20;
 /// Selector bit (raw mode): do not rewrite the length and CRC.
 pub const KEEP_FRAMING: u8 = 0x40;
+/// Producer ids for structured inputs.
+static NEXT_PRODUCER: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
 /// Byte offsets of Kafka's RecordBatch v2 header (`DefaultRecordBatch`).
 const LENGTH_OFFSET: usize = 8;
 const CRC_OFFSET: usize = 17;
@@ -59,6 +63,7 @@ struct Stats {
     not_a_batch: u64,
     framing: u64,
     refused: u64,
+    duplicates: u64,
     appended: u64,
     rebuilt: u64,
     last: Instant,
@@ -96,6 +101,7 @@ fn target() -> &'static Target {
                 not_a_batch: 0,
                 framing: 0,
                 refused: 0,
+                duplicates: 0,
                 appended: 0,
                 rebuilt: 0,
                 last: Instant::now(),
@@ -199,7 +205,13 @@ fn structured(data: &[u8]) -> Option<Bytes> {
         last_offset_delta: (count - 1).wrapping_add(adjust),
         base_timestamp,
         max_timestamp: base_timestamp,
-        producer_id: if producer { 1 } else { -1 },
+        // A new producer per input (unknown producers may start at any sequence), so these
+        // batches reach the record checks; raw inputs exercise the sequence rules.
+        producer_id: if producer {
+            NEXT_PRODUCER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        } else {
+            -1
+        },
         producer_epoch: if producer { 0 } else { -1 },
         base_sequence: if producer { 0 } else { -1 },
         record_count: count,
@@ -224,6 +236,7 @@ enum Outcome {
     NotABatch,
     Framing,
     Refused,
+    Duplicate,
     Appended { rebuilt: bool },
 }
 
@@ -237,6 +250,7 @@ pub fn run(data: &[u8]) {
         Outcome::NotABatch => st.not_a_batch += 1,
         Outcome::Framing => st.framing += 1,
         Outcome::Refused => st.refused += 1,
+        Outcome::Duplicate => st.duplicates += 1,
         Outcome::Appended { rebuilt } => {
             st.appended += 1;
             st.rebuilt += u64::from(rebuilt);
@@ -246,8 +260,15 @@ pub fn run(data: &[u8]) {
         st.last = Instant::now();
         eprintln!(
             "gregor-fuzz: {} inputs: {} no batch, {} refused by the framing check, {} refused by \
-             the validator or the log, {} appended ({} of them re-encoded)",
-            st.inputs, st.not_a_batch, st.framing, st.refused, st.appended, st.rebuilt
+             the validator or the log, {} answered as duplicates, {} appended ({} of them \
+             re-encoded)",
+            st.inputs,
+            st.not_a_batch,
+            st.framing,
+            st.refused,
+            st.duplicates,
+            st.appended,
+            st.rebuilt
         );
     }
 }
@@ -271,9 +292,16 @@ fn run_one(t: &Target, data: &[u8]) -> Outcome {
     let cfg = config(&t.base, sel);
     t.log.set_config(cfg.clone());
     let sent_len = batch.len();
+    let end_before = t.log.log_end_offset();
     let Ok(info) = t.log.append_as_leader(batch, 0) else {
         return Outcome::Refused;
     };
+    if info.first_offset < end_before {
+        // A producer's retry of a batch already in the log: answered with that batch's
+        // offsets, nothing written.
+        check_duplicate(&t.log, &sent, &info, end_before);
+        return Outcome::Duplicate;
+    }
     check_stored(&t.log, &cfg, &sent, &info);
     let rebuilt = info.valid_bytes != sent_len
         || cfg.compression_type.target(sent.compression_codec()) != sent.compression_codec();
@@ -283,6 +311,45 @@ fn run_one(t: &Target, data: &[u8]) -> Outcome {
             .expect("batch_validator: emptying the log");
     }
     Outcome::Appended { rebuilt }
+}
+
+/// A duplicate's answer names a stored batch of the same producer, epoch and sequence range,
+/// and the log did not grow.
+fn check_duplicate(log: &Log, sent: &BatchHeader, info: &gregor::log::AppendInfo, end_before: i64) {
+    assert!(
+        sent.producer_id >= 0,
+        "a batch without a producer id answered as a duplicate"
+    );
+    assert_eq!(log.log_end_offset(), end_before, "a duplicate grew the log");
+    let read = log
+        .read(info.first_offset, 1 << 24, None, true)
+        .expect("reading back the original of a duplicate");
+    let stored = read.records.read().expect("reading the stored bytes");
+    let header = BatchHeader::parse(&stored).expect("the original has a valid header");
+    assert_eq!(
+        header.base_offset, info.first_offset,
+        "duplicate's base offset"
+    );
+    assert_eq!(
+        header.last_offset(),
+        info.last_offset,
+        "duplicate's last offset"
+    );
+    assert_eq!(
+        (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            header.last_offset_delta
+        ),
+        (
+            sent.producer_id,
+            sent.producer_epoch,
+            sent.base_sequence,
+            sent.last_offset_delta
+        ),
+        "a duplicate answered with another producer's or sequence's batch"
+    );
 }
 
 /// The invariants of a stored batch (see the module docs). Failing to read back what the log
