@@ -72,8 +72,8 @@ pub fn idempotent_producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .context("idempotent producer")
 }
 
-/// Every id of 0..n read exactly once, ids rising within each partition; returns the
-/// duplicate and reorder counts found (both must be 0 for the caller's check).
+/// Every id of 0..n read exactly once, ids rising within each partition; prints the
+/// duplicate, reorder and missing counts and fails unless all three are 0.
 pub fn exactly_once_in_order(consumed: &clients::Consumed, n: usize) -> anyhow::Result<()> {
     let mut seen = HashSet::new();
     let mut duplicates = 0usize;
