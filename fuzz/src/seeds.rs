@@ -283,10 +283,13 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
         ApiKey::Fetch => {
             out.push(("consumer", enc(key, v, &fetch(v, -1))?));
             out.push(("follower", enc(key, v, &fetch(v, BROKER_ID))?));
+            let committed = fetch(v, -1).with_isolation_level(1);
+            out.push(("read-committed", enc(key, v, &committed)?));
         }
         ApiKey::ListOffsets => {
             let mut r = ListOffsetsRequest::default();
             r.replica_id = BrokerId(-1);
+            r.isolation_level = i8::from(v >= 2);
             let parts = [-1i64, -2, 1_700_000_000_000]
                 .iter()
                 .enumerate()
@@ -424,6 +427,22 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
             out.push(("", enc(key, v, &r)?));
+        }
+        ApiKey::WriteTxnMarkers => {
+            for commit in [true, false] {
+                let m = write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(0))
+                    .with_producer_epoch(0)
+                    .with_transaction_result(commit)
+                    .with_coordinator_epoch(0)
+                    .with_topics(vec![
+                        write_txn_markers_request::WritableTxnMarkerTopic::default()
+                            .with_name(topic(SEED_TOPIC))
+                            .with_partition_indexes(vec![0, 1]),
+                    ]);
+                let r = WriteTxnMarkersRequest::default().with_markers(vec![m]);
+                out.push((if commit { "commit" } else { "abort" }, enc(key, v, &r)?));
+            }
         }
         other => return Err(format!("no seed frame for advertised {other:?}: add one")),
     }

@@ -47,6 +47,7 @@ pub(crate) fn replica(e: &ReplicaError) -> ResponseError {
             ProducerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
             ProducerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
             ProducerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+            ProducerError::CoordinatorFenced(_) => ResponseError::TransactionCoordinatorFenced,
         },
     }
 }

@@ -44,6 +44,7 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::OffsetCommit => req.decode::<OffsetCommitRequest>().map(|_| ()),
         ApiKey::OffsetFetch => req.decode::<OffsetFetchRequest>().map(|_| ()),
         ApiKey::InitProducerId => req.decode::<InitProducerIdRequest>().map(|_| ()),
+        ApiKey::WriteTxnMarkers => req.decode::<WriteTxnMarkersRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -169,6 +170,20 @@ fn valid_frames() -> Vec<Bytes> {
                     r.transaction_timeout_ms = 60_000;
                     r.producer_id = ProducerId(-1);
                     r.producer_epoch = -1;
+                    encode(*key, v, &r)
+                }
+                ApiKey::WriteTxnMarkers => {
+                    let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();
+                    t.name = TopicName(StrBytes::from_static_str("t"));
+                    t.partition_indexes = vec![0, 1];
+                    let mut m = write_txn_markers_request::WritableTxnMarker::default();
+                    m.producer_id = ProducerId(7);
+                    m.producer_epoch = 1;
+                    m.transaction_result = true;
+                    m.coordinator_epoch = 3;
+                    m.topics = vec![t];
+                    let mut r = WriteTxnMarkersRequest::default();
+                    r.markers = vec![m];
                     encode(*key, v, &r)
                 }
                 // Every advertised API must be fuzzed: a new one needs a frame here.

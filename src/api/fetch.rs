@@ -28,6 +28,7 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
         max_wait_ms: request.max_wait_ms,
         min_bytes: request.min_bytes.min(max_bytes),
         max_bytes,
+        isolation_level: request.isolation_level,
     };
     let partitions = requested_partitions(&request, req.version);
     let forgotten: Vec<TopicPartition> = request
@@ -146,9 +147,13 @@ fn partition_out(r: &FetchPartitionResult) -> PartitionOut {
             index: r.tp.partition,
             error_code: 0,
             high_watermark: read.high_watermark,
-            // No transactions: the last stable offset is the high watermark.
-            last_stable_offset: read.high_watermark,
+            last_stable_offset: read.last_stable_offset,
             log_start_offset: read.info.log_start_offset,
+            aborted: read.aborted.as_ref().map(|list| {
+                list.iter()
+                    .map(|t| (t.producer_id, t.first_offset))
+                    .collect()
+            }),
             records: read.info.records.clone(),
         },
         Err(f) => PartitionOut {
@@ -157,6 +162,7 @@ fn partition_out(r: &FetchPartitionResult) -> PartitionOut {
             high_watermark: f.high_watermark,
             last_stable_offset: f.high_watermark,
             log_start_offset: f.log_start_offset,
+            aborted: None,
             records: FileRegion::default(),
         },
     }

@@ -16,6 +16,9 @@ pub(super) struct PartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// `(producer id, first offset)` of aborted transactions; `None` is the null array
+    /// (read_uncommitted).
+    pub aborted: Option<Vec<(i64, i64)>>,
     pub records: FileRegion,
 }
 
@@ -26,10 +29,19 @@ pub(super) struct TopicOut {
     pub partitions: Vec<PartitionOut>,
 }
 
-fn partition_fixed_len(version: i16) -> usize {
-    // index, error, high watermark, last stable offset, aborted transactions (null array),
-    // records length; plus log start offset (v5+) and preferred read replica (v11+).
-    4 + 2 + 8 + 8 + 4 + 4 + if version >= 5 { 8 } else { 0 } + if version >= 11 { 4 } else { 0 }
+fn partition_len(version: i16, p: &PartitionOut) -> usize {
+    // index, error, high watermark, last stable offset, aborted transactions (array length and
+    // 16 bytes each), records length; plus log start offset (v5+) and preferred read replica
+    // (v11+).
+    let aborted = p.aborted.as_ref().map_or(0, |a| 16 * a.len());
+    4 + 2
+        + 8
+        + 8
+        + 4
+        + aborted
+        + 4
+        + if version >= 5 { 8 } else { 0 }
+        + if version >= 11 { 4 } else { 0 }
 }
 
 /// The response's top-level fields (v7+): a fetch-session error and the session id.
@@ -54,7 +66,7 @@ pub(super) fn encode(
     for t in topics {
         size += 2 + t.name.len() + 4;
         for p in &t.partitions {
-            size += partition_fixed_len(version) + p.records.len();
+            size += partition_len(version, p) + p.records.len();
             if !p.records.is_empty() {
                 chunks_needed += 2;
             }
@@ -82,7 +94,16 @@ pub(super) fn encode(
             if version >= 5 {
                 head.put_i64(p.log_start_offset);
             }
-            head.put_i32(-1); // aborted_transactions: null (read_uncommitted, no transactions)
+            match &p.aborted {
+                None => head.put_i32(-1),
+                Some(list) => {
+                    head.put_i32(list.len() as i32);
+                    for (producer_id, first_offset) in list {
+                        head.put_i64(*producer_id);
+                        head.put_i64(*first_offset);
+                    }
+                }
+            }
             if version >= 11 {
                 head.put_i32(-1); // preferred_read_replica: none
             }
@@ -105,9 +126,9 @@ mod tests {
     use crate::protocol::file_region::concat;
     use crate::protocol::frame::encode_response;
     use kafka_protocol::messages::fetch_response::{
-        FetchResponse, FetchableTopicResponse, PartitionData,
+        AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData,
     };
-    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::messages::{ProducerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
 
     /// A segment-like file holding 1,007 bytes: 7 then 1,000 of them are fetched.
@@ -131,8 +152,9 @@ mod tests {
                         index: 0,
                         error_code: 0,
                         high_watermark: 42,
-                        last_stable_offset: 42,
+                        last_stable_offset: 40,
                         log_start_offset: 3,
+                        aborted: Some(vec![(7, 30), (9, 35)]),
                         records: FileRegion::new(file.clone(), 0, 7),
                     },
                     PartitionOut {
@@ -141,6 +163,7 @@ mod tests {
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted: None,
                         records: FileRegion::default(),
                     },
                 ],
@@ -153,6 +176,7 @@ mod tests {
                     high_watermark: 9,
                     last_stable_offset: 9,
                     log_start_offset: 0,
+                    aborted: Some(Vec::new()),
                     records: FileRegion::new(file.clone(), 7, 1000),
                 }],
             },
@@ -180,8 +204,17 @@ mod tests {
                         if version >= 5 {
                             pd.log_start_offset = p.log_start_offset;
                         }
-                        // Kafka sends null for read_uncommitted fetches.
-                        pd.aborted_transactions = None;
+                        // Null for read_uncommitted, a list (maybe empty) for read_committed.
+                        pd.aborted_transactions = p.aborted.as_ref().map(|list| {
+                            list.iter()
+                                .map(|(pid, first)| {
+                                    let mut a = AbortedTransaction::default();
+                                    a.producer_id = ProducerId(*pid);
+                                    a.first_offset = *first;
+                                    a
+                                })
+                                .collect()
+                        });
                         pd.records = Some(p.records.read().unwrap());
                         pd
                     })

@@ -1,5 +1,7 @@
-//! ListOffsets (2), v0–5: earliest (-2), latest (-1, the high watermark for consumers), or the
-//! first offset whose timestamp is at or after a given time, through the time index.
+//! ListOffsets (2), v0–5: earliest (-2), latest (-1: the high watermark for read_uncommitted
+//! consumers, the last stable offset for read_committed ones from v2, the log end for a
+//! follower), or the first offset whose timestamp is at or after a given time, through the time
+//! index, if it is below that same limit.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsResponse, ListOffsetsTopicResponse,
@@ -21,6 +23,7 @@ fn lookup(
     timestamp: i64,
     current_leader_epoch: i32,
     from_follower: bool,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), ReplicaError> {
     let p = ctx.replicas.partition_or_error(tp)?;
     if !p.is_leader() {
@@ -36,24 +39,22 @@ fn lookup(
         }
     }
     let log = p.log();
+    // Kafka's lastFetchableOffset: what this asker may read up to.
+    let limit = if from_follower {
+        log.log_end_offset()
+    } else if read_committed {
+        log.last_stable_offset(p.high_watermark())
+    } else {
+        p.high_watermark()
+    };
     match timestamp {
         EARLIEST => Ok((log.log_start_offset(), -1, -1)),
-        LATEST => {
-            // Followers (debug tools) may see up to the LEO; consumers only to the HW.
-            let off = if from_follower {
-                log.log_end_offset()
-            } else {
-                p.high_watermark()
-            };
-            Ok((off, -1, epoch))
-        }
+        LATEST => Ok((limit, -1, epoch)),
         ts => match log
             .fetch_offset_by_timestamp(ts)
             .map_err(ReplicaError::from_log)?
         {
-            Some((off, found_ts)) if off < p.high_watermark() || from_follower => {
-                Ok((off, found_ts, -1))
-            }
+            Some((off, found_ts)) if off < limit => Ok((off, found_ts, -1)),
             _ => Ok((-1, -1, -1)),
         },
     }
@@ -62,6 +63,7 @@ fn lookup(
 pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request: ListOffsetsRequest = req.decode()?;
     let from_follower = request.replica_id.0 >= 0;
+    let read_committed = req.version >= 2 && request.isolation_level == 1;
     let mut resp = ListOffsetsResponse::default();
     resp.topics = request
         .topics
@@ -84,7 +86,14 @@ pub(super) fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, Ap
                     };
                     let mut r = ListOffsetsPartitionResponse::default();
                     r.partition_index = p.partition_index;
-                    match lookup(ctx, &tp, p.timestamp, epoch_check, from_follower) {
+                    match lookup(
+                        ctx,
+                        &tp,
+                        p.timestamp,
+                        epoch_check,
+                        from_follower,
+                        read_committed,
+                    ) {
                         Ok((offset, ts, epoch)) => {
                             if req.version == 0 {
                                 // v0 answers a list of offsets; Kafka gives at most the one found.

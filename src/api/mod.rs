@@ -22,6 +22,7 @@ mod metadata_request;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod txn_markers;
 mod versions;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -196,6 +197,7 @@ pub async fn handle(
         ApiKey::OffsetCommit => offsets::offset_commit(ctx, &req).await,
         ApiKey::OffsetFetch => offsets::offset_fetch(ctx, &req).await,
         ApiKey::InitProducerId => init_producer_id::handle(ctx, &req).await,
+        ApiKey::WriteTxnMarkers => txn_markers::handle(ctx, &req).await,
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

@@ -27,6 +27,7 @@ mod epoch_cache;
 mod error;
 mod fixed_index;
 mod index;
+mod log_read;
 mod manager;
 mod meta;
 mod mmap_file;
@@ -39,6 +40,8 @@ mod retention;
 mod scan;
 mod segment;
 mod time_index;
+mod txn_index;
+mod txn_log;
 mod types;
 mod validator;
 
@@ -55,6 +58,8 @@ mod read_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod txn_tests;
+#[cfg(test)]
 mod validator_tests;
 
 pub use checkpoint::batched_sync;
@@ -64,6 +69,7 @@ pub use epoch_cache::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_E
 pub use error::LogError;
 pub use manager::{HighWatermarkFn, LogManager, CLEAN_SHUTDOWN_FILE};
 pub use partition_log::{Log, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-pub use producer_state::{BatchMetadata, ProducerEntry, ProducerError};
+pub use producer_state::{BatchMetadata, Origin as AppendOrigin, ProducerEntry, ProducerError};
+pub use txn_index::AbortedTxn;
 pub use types::{AppendInfo, ReadInfo, TopicPartition};
 pub use validator::{RecordError, ValidationError};

@@ -17,10 +17,9 @@ use super::producer_rebuild::{self, Rebuild};
 use super::producer_state::{Origin, ProducerStateManager, Verdict};
 use super::recovery::{self, LoadParams};
 use super::segment::{BatchMeta, LogSegment};
-use super::types::{AppendInfo, ReadInfo, TopicPartition};
+use super::types::{AppendInfo, TopicPartition};
 use super::validator;
 use crate::protocol::batch::{self, BatchError, BatchHeader};
-use crate::protocol::file_region::FileRegion;
 use crate::util::clock::now_ms;
 use crate::util::sync::{lock, read, write};
 use bytes::Bytes;
@@ -104,23 +103,25 @@ impl Log {
         let mut producers =
             ProducerStateManager::new(tp.clone(), &dir, config.producer_expiration_ms)?;
         producers.remove_stray_snapshots(&loaded.segments.keys().copied().collect())?;
+        let mut segments = loaded.segments;
         producer_rebuild::rebuild(
             &mut producers,
-            &Rebuild {
-                segments: &loaded.segments,
+            &mut Rebuild {
+                segments: &mut segments,
                 log_start: loaded.log_start_offset,
                 last_offset: loaded.next_offset,
                 reload_from_clean_shutdown: params.had_clean_shutdown,
                 now,
+                txn_index_from: loaded.txn_index_from,
             },
         )?;
         tracing::info!(topic = %tp.topic, partition = tp.partition, log_start_offset = loaded.log_start_offset,
-            log_end_offset = loaded.next_offset, segments = loaded.segments.len(), "loaded log");
+            log_end_offset = loaded.next_offset, segments = segments.len(), "loaded log");
         Ok(Arc::new_cyclic(|self_ref| Log {
             tp,
             dir,
             config: RwLock::new(config),
-            segments: RwLock::new(loaded.segments),
+            segments: RwLock::new(segments),
             epoch_cache,
             producers: Mutex::new(producers),
             log_end_offset,
@@ -239,6 +240,18 @@ impl Log {
         batch: impl Into<Bytes>,
         leader_epoch: i32,
     ) -> Result<AppendInfo, LogError> {
+        self.append_from(batch, leader_epoch, Origin::Client)
+    }
+
+    /// [`Self::append_as_leader`] for a batch from `origin`: a coordinator's batch (a
+    /// transaction marker, a transactional offset commit) has its epochs checked instead of
+    /// the client rules of the producer state.
+    pub fn append_from(
+        &self,
+        batch: impl Into<Bytes>,
+        leader_epoch: i32,
+        origin: Origin,
+    ) -> Result<AppendInfo, LogError> {
         let batch: Bytes = batch.into();
         self.ensure_open()?;
         let config = self.config();
@@ -254,7 +267,7 @@ impl Log {
         let now = now_ms();
         // Validation walks every record, so it runs before the lock: appends to this
         // partition from other requests wait only for the write.
-        let validated = validator::validate_client_batch(&batch, &header, &config, now, &self.tp)?;
+        let validated = validator::validate_batch(&batch, &header, &config, now, &self.tp, origin)?;
         let (batch, header) = match validated.rebuilt {
             Some(rebuilt) => {
                 let rebuilt = rebuilt.freeze();
@@ -292,7 +305,9 @@ impl Log {
             max_timestamp,
             ..header
         };
-        if header.producer_id >= 0 {
+        if origin == Origin::Coordinator {
+            self.check_coordinator_batch(&header, &batch, base_offset)?;
+        } else if header.producer_id >= 0 {
             let verdict = lock(&self.producers).check_client_batch(&header, base_offset)?;
             if let Verdict::Duplicate(dup) = verdict {
                 tracing::debug!(topic = %self.tp.topic, partition = self.tp.partition,
@@ -316,7 +331,7 @@ impl Log {
             &[&head, rest],
             &[(header, 0..len)],
             now,
-            Origin::Client,
+            origin,
         )?;
         drop(segments);
         self.maybe_flush_by_count(&config)?;
@@ -471,12 +486,7 @@ impl Log {
         active_mut(segments)?.append(&parts, &metas, config.index_interval_bytes)?;
         self.log_end_offset
             .store(last_header.next_offset(), Ordering::Release);
-        let mut producers = lock(&self.producers);
-        for (h, _) in group {
-            producers.apply_batch(h, origin);
-        }
-        producers.update_map_end_offset(last_header.next_offset());
-        Ok(())
+        self.apply_written(segments, data, group, origin)
     }
 
     /// Starts a new active segment at `new_offset`. The old one is trimmed now and fsynced by
@@ -594,115 +604,6 @@ impl Log {
     /// Fsyncs everything written so far and moves the recovery point to the LEO.
     pub fn flush(&self) -> Result<(), LogError> {
         self.flush_up_to(self.log_end_offset())
-    }
-
-    pub(super) fn out_of_range(&self, offset: i64) -> LogError {
-        LogError::OffsetOutOfRange {
-            topic_partition: self.tp.to_string(),
-            offset,
-            log_start: self.log_start_offset(),
-            log_end: self.log_end_offset(),
-        }
-    }
-
-    /// Reads from the batch containing `offset` on, within one segment, as a range of the
-    /// segment file (Kafka's `LogSegment.read`): nothing is read or copied here. The range ends
-    /// at `max_bytes`, at the position of `max_offset` (the high watermark, a batch boundary)
-    /// or at the segment's end, whichever comes first, so its last batch may be partial, as in
-    /// Kafka; consumers and followers drop a partial trailing batch. With `min_one_batch` the
-    /// first batch comes whole even above `max_bytes`; without it such a batch gives nothing.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: Option<i64>,
-        min_one_batch: bool,
-    ) -> Result<ReadInfo, LogError> {
-        self.ensure_open()?;
-        let (log_start, log_end) = (self.log_start_offset(), self.log_end_offset());
-        let empty = || ReadInfo {
-            records: FileRegion::default(),
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-        };
-        if offset < log_start || offset > log_end {
-            return Err(self.out_of_range(offset));
-        }
-        if offset == log_end || max_offset.is_some_and(|m| offset >= m) {
-            return Ok(empty());
-        }
-        let segments = read(&self.segments);
-        // Appends move the log end and the active segment's size together under the write
-        // lock, so under the read lock the two agree.
-        let locked_end = self.log_end_offset();
-        let start = segments
-            .range(..=offset)
-            .next_back()
-            .map(|(b, _)| *b)
-            .unwrap_or(i64::MIN);
-        let mut candidates = segments.range(start..).peekable();
-        let mut found = None;
-        while let Some((_, segment)) = candidates.next() {
-            if let Some((pos, header)) = segment.translate_offset(offset)? {
-                let next_base = candidates.peek().map(|(b, _)| **b);
-                found = Some((segment, next_base, pos, header));
-                break;
-            }
-        }
-        let Some((segment, next_base, pos, first)) = found else {
-            return Ok(empty());
-        };
-        if max_offset.is_some_and(|m| first.base_offset >= m) {
-            return Ok(empty());
-        }
-        let end = match max_offset {
-            // A cap inside this segment ends the range at the batch that starts there; a cap
-            // at the log's end or in a later segment leaves the whole segment readable.
-            Some(m) if m < locked_end && next_base.is_none_or(|n| m < n) => segment
-                .translate_offset(m)?
-                .map_or(segment.size(), |(p, _)| p),
-            _ => segment.size(),
-        };
-        let available = usize::try_from(end.saturating_sub(pos)).unwrap_or(usize::MAX);
-        let first_size = first.total_size();
-        let len = if first_size > max_bytes {
-            if !min_one_batch {
-                return Ok(empty());
-            }
-            first_size.min(available)
-        } else {
-            max_bytes.min(available)
-        };
-        Ok(ReadInfo {
-            records: FileRegion::new(segment.file(), pos, len),
-            log_start_offset: log_start,
-            log_end_offset: log_end,
-        })
-    }
-
-    /// ListOffsets by timestamp: the first batch whose max timestamp is ≥ `ts`, as (offset,
-    /// timestamp); -2 / -1 ask for the log start / end. Batch granularity, like the rest of
-    /// this layer: the offset is the batch's base offset (or the log start, if later).
-    pub fn fetch_offset_by_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
-        self.ensure_open()?;
-        match ts {
-            EARLIEST_TIMESTAMP => return Ok(Some((self.log_start_offset(), -1))),
-            LATEST_TIMESTAMP => return Ok(Some((self.log_end_offset(), -1))),
-            _ => {}
-        }
-        let log_start = self.log_start_offset();
-        let segments = read(&self.segments);
-        let bases: Vec<i64> = segments.keys().copied().collect();
-        for (i, (_, segment)) in segments.iter().enumerate() {
-            let below_start = bases.get(i + 1).is_some_and(|next| *next <= log_start);
-            if below_start || segment.largest_timestamp() < ts {
-                continue;
-            }
-            if let Some(found) = segment.find_offset_by_timestamp(ts, log_start)? {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
     }
 
     /// Clean shutdown of this log: flush, record the final time-index entry and trim the

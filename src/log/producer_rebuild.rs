@@ -6,11 +6,17 @@
 //! segments on the way and at the end, so the next rebuild starts late. A log that stopped
 //! cleanly yet has no snapshot at all was written before producer state existed (or never had
 //! an idempotent batch): as Kafka does on upgrade, it gets empty snapshots instead of a scan.
+//!
+//! Markers in the replay end transactions as they did when written. Segments recovered after
+//! a crash had their `.txnindex` emptied (`recovery`): for them the replay starts at a
+//! snapshot no later than the first such segment and writes their aborted transactions again,
+//! with the LSO each abort left, so the index reads as it did before the crash.
 
 use super::error::LogError;
 use super::partition_log::Log;
 use super::producer_state::{Origin, ProducerEntry, ProducerStateManager};
 use super::segment::LogSegment;
+use super::txn_log::{apply_one, index_entry};
 use crate::util::sync::{lock, read};
 use std::collections::BTreeMap;
 
@@ -36,20 +42,28 @@ impl Log {
 }
 
 pub(crate) struct Rebuild<'a> {
-    pub segments: &'a BTreeMap<i64, LogSegment>,
+    pub segments: &'a mut BTreeMap<i64, LogSegment>,
     pub log_start: i64,
     /// The offset the state must end at (the log end).
     pub last_offset: i64,
     pub reload_from_clean_shutdown: bool,
     pub now: i64,
+    /// Segments from this base on have an emptied `.txnindex` to write again.
+    pub txn_index_from: Option<i64>,
 }
 
-pub(crate) fn rebuild(state: &mut ProducerStateManager, r: &Rebuild<'_>) -> Result<(), LogError> {
+pub(crate) fn rebuild(
+    state: &mut ProducerStateManager,
+    r: &mut Rebuild<'_>,
+) -> Result<(), LogError> {
     let mut bases = r.segments.keys().rev();
     let last_base = bases.next().copied();
     let second_last_base = bases.next().copied();
     let to_snapshot = [second_last_base, last_base, Some(r.last_offset)];
-    if state.latest_snapshot().is_none() && r.reload_from_clean_shutdown {
+    if state.latest_snapshot().is_none()
+        && r.reload_from_clean_shutdown
+        && r.txn_index_from.is_none()
+    {
         for offset in to_snapshot.into_iter().flatten() {
             state.update_map_end_offset(offset);
             state.take_snapshot()?;
@@ -58,7 +72,11 @@ pub(crate) fn rebuild(state: &mut ProducerStateManager, r: &Rebuild<'_>) -> Resu
     }
     let empty_before = state.is_empty() && state.map_end_offset() >= r.last_offset;
     state.truncate_and_reload(r.log_start, r.last_offset, r.now)?;
-    if r.last_offset > state.map_end_offset() && !empty_before {
+    let index_from = r.txn_index_from.filter(|b| *b < r.last_offset);
+    if let Some(from) = index_from.filter(|b| state.map_end_offset() > *b) {
+        state.reload_at_or_below(r.log_start, from, r.now)?;
+    }
+    if r.last_offset > state.map_end_offset() && (!empty_before || index_from.is_some()) {
         let from = state.map_end_offset();
         let first = r
             .segments
@@ -66,7 +84,15 @@ pub(crate) fn rebuild(state: &mut ProducerStateManager, r: &Rebuild<'_>) -> Resu
             .next_back()
             .map_or(i64::MIN, |(b, _)| *b);
         let mut replayed = 0usize;
-        for (&base, segment) in r.segments.range(first..r.last_offset) {
+        let bases: Vec<i64> = r
+            .segments
+            .range(first..r.last_offset)
+            .map(|(b, _)| *b)
+            .collect();
+        for base in bases {
+            let Some(segment) = r.segments.get(&base) else {
+                continue;
+            };
             let start = base.max(state.map_end_offset()).max(r.log_start);
             state.update_map_end_offset(start);
             if to_snapshot.contains(&Some(base)) {
@@ -78,10 +104,23 @@ pub(crate) fn rebuild(state: &mut ProducerStateManager, r: &Rebuild<'_>) -> Resu
                 .next()
                 .is_none_or(|(next, _)| *next > r.last_offset);
             let to = holds_end.then_some(r.last_offset);
-            segment.for_each_header(start, to, |h| {
+            let reindex = index_from.is_some_and(|from| base >= from);
+            let mut aborted = Vec::new();
+            segment.for_each_header(start, to, |h, prefix| {
                 replayed += 1;
-                state.apply_batch(h, Origin::Replication);
+                if let Some(txn) = apply_one(state, h, prefix, Origin::Replication) {
+                    if txn.aborted && reindex {
+                        aborted.push(index_entry(state, &txn));
+                    }
+                    state.complete_txn(&txn);
+                }
+                Ok(())
             })?;
+            if let Some(segment) = r.segments.get_mut(&base) {
+                for entry in aborted {
+                    segment.txn_index_mut().append(entry)?;
+                }
+            }
         }
         let tp = state.topic_partition();
         tracing::info!(topic = %tp.topic, partition = tp.partition, from, to = r.last_offset, batches = replayed, producers = state.producer_count(),

@@ -15,14 +15,22 @@
 //!
 //! Replicated batches (followers, and the replay of the log at load) are applied without
 //! checks, so a new leader knows the batches its predecessor wrote. Snapshots
-//! (`producer_snapshot`) let a restart skip most of that replay. Transaction markers (control
-//! batches) are not interpreted yet: nothing in gregor writes them before transactions land.
+//! (`producer_snapshot`) let a restart skip most of that replay.
+//!
+//! Transactions: a producer's first transactional batch opens its transaction (an *ongoing*
+//! one, by first offset); its COMMIT or ABORT marker (a control batch the coordinator has the
+//! leader write) closes it. A closed transaction stays *unreplicated* until the high watermark
+//! passes its marker. The first unstable offset — the lowest first offset of an ongoing or
+//! unreplicated transaction — bounds what read_committed consumers may see (the LSO). A marker
+//! from the coordinator is refused with INVALID_PRODUCER_EPOCH if its producer epoch is older
+//! than the producer's, and with TRANSACTION_COORDINATOR_FENCED if its coordinator epoch is.
 
 use super::error::LogError;
 use super::producer_snapshot::{self, SnapshotEntry};
 use super::types::TopicPartition;
 use crate::protocol::batch::BatchHeader;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use crate::protocol::control::{ControlType, EndTxnMarker};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// How many batches per producer are remembered for de-duplication (the client's limit on
@@ -31,8 +39,14 @@ pub(crate) const BATCHES_TO_RETAIN: usize = 5;
 
 /// Where an append comes from, which decides how much is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
+pub enum Origin {
+    /// A producer's batch: every rule applies.
     Client,
+    /// A batch the broker writes on a coordinator's behalf (a transaction marker, a
+    /// transactional offset commit): epochs are checked, sequences are not, control batches
+    /// are allowed.
+    Coordinator,
+    /// A follower's copy of the leader's log, or the replay of the log at load: no checks.
     Replication,
 }
 
@@ -45,6 +59,18 @@ pub enum ProducerError {
     InvalidProducerEpoch(String),
     #[error("{0}")]
     InvalidTxnState(String),
+    #[error("{0}")]
+    CoordinatorFenced(String),
+}
+
+/// A transaction whose marker has been written here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub aborted: bool,
 }
 
 /// Kafka's `DefaultRecordBatch.incrementSequence`: sequences wrap from `i32::MAX` to 0.
@@ -197,6 +223,11 @@ pub(crate) struct ProducerStateManager {
     /// Offsets of the snapshot files on disk.
     snapshots: BTreeSet<i64>,
     expiration_ms: i64,
+    /// Open transactions: first offset → producer id.
+    ongoing: BTreeMap<i64, i64>,
+    /// Ended transactions whose marker the high watermark has not passed yet: first offset →
+    /// (producer id, marker offset).
+    unreplicated: BTreeMap<i64, (i64, i64)>,
 }
 
 impl std::fmt::Debug for ProducerStateManager {
@@ -224,6 +255,8 @@ impl ProducerStateManager {
             last_snap_offset: 0,
             snapshots: producer_snapshot::list(dir)?.into_iter().collect(),
             expiration_ms,
+            ongoing: BTreeMap::new(),
+            unreplicated: BTreeMap::new(),
         })
     }
 
@@ -236,7 +269,7 @@ impl ProducerStateManager {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.producers.is_empty()
+        self.producers.is_empty() && self.unreplicated.is_empty()
     }
 
     pub(crate) fn map_end_offset(&self) -> i64 {
@@ -305,8 +338,8 @@ impl ProducerStateManager {
         Ok(Verdict::Append)
     }
 
-    /// Records a written batch (its header carries its final offsets). Control batches are
-    /// skipped: see the module doc.
+    /// Records a written data batch (its header carries its final offsets); control batches
+    /// go through [`Self::apply_marker`].
     pub(crate) fn apply_batch(&mut self, h: &BatchHeader, origin: Origin) {
         if h.producer_id < 0 || h.is_control() {
             return;
@@ -331,7 +364,111 @@ impl ProducerStateManager {
         );
         if h.is_transactional() && entry.current_txn_first_offset.is_none() {
             entry.current_txn_first_offset = Some(h.base_offset);
+            self.ongoing.insert(h.base_offset, h.producer_id);
         }
+    }
+
+    /// Kafka's `checkProducerEpoch` and `checkCoordinatorEpoch` for a marker the coordinator
+    /// asks this leader to write. Nothing changes here.
+    pub(crate) fn check_marker(
+        &self,
+        h: &BatchHeader,
+        marker: &EndTxnMarker,
+        offset: i64,
+    ) -> Result<(), ProducerError> {
+        let pid = h.producer_id;
+        let tp = &self.tp;
+        let Some(entry) = self.producers.get(&pid) else {
+            return Ok(());
+        };
+        if h.producer_epoch < entry.epoch {
+            return Err(ProducerError::InvalidProducerEpoch(format!(
+                "Epoch of producer {pid} at offset {offset} in {tp} is {}, which is smaller than the last seen epoch {}",
+                h.producer_epoch, entry.epoch
+            )));
+        }
+        if entry.coordinator_epoch > marker.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced(format!(
+                "Invalid coordinator epoch for producerId {pid} at offset {offset} in partition {tp}: {} (zombie), {} (current)",
+                marker.coordinator_epoch, entry.coordinator_epoch
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a written marker (Kafka's `appendEndTxnMarker`): the producer's transaction, if
+    /// one was open, ends here. The caller indexes an abort and then calls
+    /// [`Self::complete_txn`].
+    pub(crate) fn apply_marker(
+        &mut self,
+        h: &BatchHeader,
+        marker: &EndTxnMarker,
+    ) -> Option<CompletedTxn> {
+        let entry = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(ProducerEntry::empty);
+        if h.producer_epoch < entry.epoch {
+            tracing::info!(topic = %self.tp.topic, partition = self.tp.partition,
+                producer_id = h.producer_id, epoch = h.producer_epoch, last_epoch = entry.epoch,
+                offset = h.base_offset, "marker has an older producer epoch");
+        }
+        let completed = entry.current_txn_first_offset.map(|first| CompletedTxn {
+            producer_id: h.producer_id,
+            first_offset: first,
+            last_offset: h.base_offset,
+            aborted: marker.control == ControlType::Abort,
+        });
+        if entry.epoch != h.producer_epoch {
+            entry.batches.clear();
+            entry.epoch = h.producer_epoch;
+        }
+        entry.current_txn_first_offset = None;
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        entry.last_timestamp = h.max_timestamp;
+        completed
+    }
+
+    /// The LSO once `txn` has ended (what its `.txnindex` entry stores): the first offset of
+    /// the next open transaction of another producer, else the offset after its marker.
+    pub(crate) fn last_stable_offset_after(&self, txn: &CompletedTxn) -> i64 {
+        self.ongoing
+            .iter()
+            .find(|(_, pid)| **pid != txn.producer_id)
+            .map_or(txn.last_offset + 1, |(first, _)| *first)
+    }
+
+    /// Moves an ended transaction from ongoing to unreplicated.
+    pub(crate) fn complete_txn(&mut self, txn: &CompletedTxn) {
+        if self.ongoing.remove(&txn.first_offset).is_none() {
+            tracing::warn!(topic = %self.tp.topic, partition = self.tp.partition,
+                producer_id = txn.producer_id, first_offset = txn.first_offset,
+                "completed a transaction that was not open");
+        }
+        self.unreplicated
+            .insert(txn.first_offset, (txn.producer_id, txn.last_offset));
+    }
+
+    /// The lowest first offset of an open or not yet replicated transaction.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        let ongoing = self.ongoing.keys().next().copied();
+        let unreplicated = self.unreplicated.keys().next().copied();
+        match (ongoing, unreplicated) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Transactions whose marker is below `high_watermark` are replicated: they no longer
+    /// hold the LSO back.
+    pub(crate) fn on_high_watermark_updated(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|_, (_, last)| *last >= high_watermark);
+    }
+
+    /// Open transactions as (first offset, producer id), oldest first.
+    pub(crate) fn ongoing_txns(&self) -> Vec<(i64, i64)> {
+        self.ongoing.iter().map(|(o, p)| (*o, *p)).collect()
     }
 
     pub(crate) fn update_map_end_offset(&mut self, offset: i64) {
@@ -404,10 +541,15 @@ impl ProducerStateManager {
         before - self.producers.len()
     }
 
-    /// Loads the newest readable snapshot (deleting corrupt ones on the way), or starts
-    /// empty at `log_start`.
-    fn load_from_snapshot(&mut self, log_start: i64, now: i64) -> Result<(), LogError> {
-        while let Some(offset) = self.latest_snapshot() {
+    /// Loads the newest readable snapshot at or below `at_most` (deleting corrupt ones on the
+    /// way), or starts empty at `log_start`.
+    fn load_from_snapshot(
+        &mut self,
+        log_start: i64,
+        at_most: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        while let Some(offset) = self.snapshots.range(..=at_most).next_back().copied() {
             match producer_snapshot::read(&self.dir, offset)? {
                 Ok(entries) => {
                     tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, offset,
@@ -415,6 +557,9 @@ impl ProducerStateManager {
                     for e in &entries {
                         let entry = ProducerEntry::from_snapshot(e);
                         if !self.is_expired(now, &entry) {
+                            if let Some(first) = entry.current_txn_first_offset {
+                                self.ongoing.insert(first, e.producer_id);
+                            }
                             self.producers.insert(e.producer_id, entry);
                         }
                     }
@@ -454,16 +599,34 @@ impl ProducerStateManager {
         }
         if log_end != self.last_map_offset {
             self.producers.clear();
-            self.load_from_snapshot(log_start, now)
+            self.ongoing.clear();
+            self.unreplicated.clear();
+            self.load_from_snapshot(log_start, log_end, now)
         } else {
             self.on_log_start_offset_incremented(log_start);
             Ok(())
         }
     }
 
+    /// Forgets everything and loads the newest snapshot at or below `offset`, keeping newer
+    /// snapshot files: a replay from there rebuilds what only the log holds (a recovered
+    /// segment's transaction index).
+    pub(crate) fn reload_at_or_below(
+        &mut self,
+        log_start: i64,
+        offset: i64,
+        now: i64,
+    ) -> Result<(), LogError> {
+        self.producers.clear();
+        self.ongoing.clear();
+        self.unreplicated.clear();
+        self.load_from_snapshot(log_start, offset, now)
+    }
+
     /// The log start moved up: the state keeps its producers (they expire by time, as in
     /// Kafka since KAFKA-7190), but cannot end below the log.
     pub(crate) fn on_log_start_offset_incremented(&mut self, log_start: i64) {
+        self.unreplicated.retain(|_, (_, last)| *last >= log_start);
         if self.last_map_offset < log_start {
             self.last_map_offset = log_start;
         }
@@ -473,6 +636,8 @@ impl ProducerStateManager {
     /// Everything is gone (full truncation): no producers, no snapshots.
     pub(crate) fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), LogError> {
         self.producers.clear();
+        self.ongoing.clear();
+        self.unreplicated.clear();
         for o in self.snapshot_offsets() {
             self.delete_snapshot(o)?;
         }

@@ -17,7 +17,13 @@ use std::path::Path;
 
 /// A batch of `records` records from producer `pid` at `epoch`, starting at `seq`, stamped
 /// now (producer state expires by the batches' timestamps).
-fn idem(pid: i64, epoch: i16, seq: i32, records: usize, transactional: bool) -> BytesMut {
+pub(super) fn idem(
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    records: usize,
+    transactional: bool,
+) -> BytesMut {
     idem_at(
         crate::util::clock::now_ms(),
         pid,
@@ -54,12 +60,12 @@ fn idem_at(
     encode_batch(&fields, &plain[HEADER_LEN..])
 }
 
-fn append(log: &Log, b: BytesMut) -> Result<(i64, i64), LogError> {
+pub(super) fn append(log: &Log, b: BytesMut) -> Result<(i64, i64), LogError> {
     log.append_as_leader(b, 0)
         .map(|i| (i.first_offset, i.last_offset))
 }
 
-fn producer_err(r: Result<(i64, i64), LogError>) -> ProducerError {
+pub(super) fn producer_err(r: Result<(i64, i64), LogError>) -> ProducerError {
     match r {
         Err(LogError::Producer(p)) => p,
         other => panic!("expected a producer error, got {other:?}"),

@@ -5,12 +5,17 @@
 //! one containing the recovery point onwards is re-read batch by batch; at the first invalid
 //! byte the segment is truncated and all later segments are deleted, because nothing after a
 //! hole can be trusted to be contiguous.
+//!
+//! A recovered segment's `.txnindex` is emptied, as is that of every later segment and of a
+//! trusted segment whose index fails its check; `Loaded::txn_index_from` tells the producer
+//! state rebuild where to start writing them again from the log's markers.
 
 use super::config::LogConfig;
 use super::deleter;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::{IoContext, LogError};
 use super::segment::{LogSegment, DELETED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use super::txn_index::TXN_INDEX_SUFFIX;
 use super::types::TopicPartition;
 use crate::protocol::batch::BatchHeader;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +27,8 @@ pub(crate) struct Loaded {
     pub next_offset: i64,
     pub log_start_offset: i64,
     pub recovery_point: i64,
+    /// The first segment whose `.txnindex` was emptied and must be rebuilt.
+    pub txn_index_from: Option<i64>,
 }
 
 /// Where a log starts loading from: checkpointed values and how the broker last stopped.
@@ -70,6 +77,7 @@ fn scan_dir(dir: &Path, p: &LoadParams<'_>) -> Result<BTreeSet<i64>, LogError> {
         } else if let Some(stem) = name
             .strip_suffix(INDEX_SUFFIX)
             .or_else(|| name.strip_suffix(TIME_INDEX_SUFFIX))
+            .or_else(|| name.strip_suffix(TXN_INDEX_SUFFIX))
         {
             if let Some(base) = parse_base_offset(stem) {
                 index_files.push((base, path));
@@ -153,12 +161,26 @@ pub(crate) fn load_log(
 
     let all: Vec<i64> = segments.keys().copied().collect();
     let mut next_offset = all.first().copied().unwrap_or(p.log_start_offset);
+    let mut txn_index_from: Option<i64> = None;
     for (i, &base) in all.iter().enumerate() {
         let is_last = i + 1 == all.len();
         let upper = all.get(i + 1).copied();
         let Some(segment) = segments.get_mut(&base) else {
             continue;
         };
+        if txn_index_from.is_none() {
+            if let Err(problem) = segment.txn_index().sanity_check(base) {
+                tracing::warn!(topic = %p.tp.topic, partition = p.tp.partition, segment = base,
+                    problem, "rebuilding transaction index");
+                txn_index_from = Some(base);
+            }
+        }
+        if base >= first_unflushed {
+            txn_index_from.get_or_insert(base);
+        }
+        if txn_index_from.is_some() {
+            segment.txn_index_mut().reset()?;
+        }
         if base >= first_unflushed {
             let (truncated, next) = recover_segment(segment, p, cache)?;
             next_offset = next;
@@ -214,5 +236,6 @@ pub(crate) fn load_log(
         next_offset,
         log_start_offset,
         recovery_point: next_offset,
+        txn_index_from,
     })
 }

@@ -69,12 +69,13 @@ impl Log {
         self.epoch_cache.truncate_from_end(next)?;
         producer_rebuild::rebuild(
             &mut lock(&self.producers),
-            &Rebuild {
-                segments: &segments,
+            &mut Rebuild {
+                segments: &mut segments,
                 log_start: self.log_start_offset().min(next),
                 last_offset: next,
                 reload_from_clean_shutdown: false,
                 now: now_ms(),
+                txn_index_from: None,
             },
         )?;
         tracing::info!(topic = %self.tp.topic, partition = self.tp.partition, target = offset, log_end_offset = next, "truncated log");

@@ -9,6 +9,7 @@ use super::index::OffsetIndex;
 use super::mmap_file::{sync_path, with_suffix};
 use super::scan::{read_fully_at, ScanError, Scanner, READ_WINDOW, RECOVERY_WINDOW};
 use super::time_index::{TimeIndex, NO_TIMESTAMP};
+use super::txn_index::{TxnIndex, TXN_INDEX_SUFFIX};
 use crate::protocol::batch::BatchHeader;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -19,6 +20,8 @@ pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
 pub(crate) const DELETED_SUFFIX: &str = ".deleted";
+/// Bytes of a control batch read for the producer-state replay: its header and first record.
+pub(crate) const CONTROL_PREFIX: usize = 256;
 
 /// `<dir>/<20-digit base offset><suffix>`, Kafka's segment file naming.
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
@@ -54,6 +57,7 @@ pub(crate) struct LogSegment {
     size: u64,
     index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TxnIndex,
     bytes_since_last_index_entry: u64,
     max_timestamp_so_far: i64,
     offset_of_max_timestamp: i64,
@@ -67,7 +71,7 @@ pub(crate) struct LogSegment {
 /// The files of one segment to fsync, gathered under the log lock and synced without it.
 pub(crate) struct SyncTargets {
     log: (Arc<File>, PathBuf),
-    indexes: [PathBuf; 2],
+    indexes: [PathBuf; 3],
 }
 
 impl SyncTargets {
@@ -110,7 +114,12 @@ impl LogSegment {
         config: &LogConfig,
         now: i64,
     ) -> Result<LogSegment, LogError> {
-        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        for suffix in [
+            LOG_SUFFIX,
+            INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+        ] {
             let path = segment_path(dir, base_offset, suffix);
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::warn!(path = %path.display(), "replaced stale segment file"),
@@ -147,6 +156,7 @@ impl LogSegment {
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
             base_offset,
         )?;
+        let txn_index = TxnIndex::open(segment_path(dir, base_offset, TXN_INDEX_SUFFIX))?;
         let (max_ts, max_ts_offset) = time_index.last_entry();
         Ok(LogSegment {
             base_offset,
@@ -155,6 +165,7 @@ impl LogSegment {
             size,
             index,
             time_index,
+            txn_index,
             bytes_since_last_index_entry: 0,
             max_timestamp_so_far: max_ts,
             offset_of_max_timestamp: max_ts_offset,
@@ -176,7 +187,7 @@ impl LogSegment {
         Arc::clone(&self.file)
     }
 
-    /// What to fsync for this segment: the data file's descriptor, and the paths of its two
+    /// What to fsync for this segment: the data file's descriptor, and the paths of its three
     /// indexes (they keep no descriptor; see [`super::mmap_file::sync_path`]).
     pub(crate) fn sync_targets(&self) -> SyncTargets {
         SyncTargets {
@@ -184,6 +195,7 @@ impl LogSegment {
             indexes: [
                 self.index.path().to_path_buf(),
                 self.time_index.path().to_path_buf(),
+                self.txn_index.path().to_path_buf(),
             ],
         }
     }
@@ -201,6 +213,15 @@ impl LogSegment {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
             .unwrap_or(NO_TIMESTAMP)
+    }
+
+    /// The segment's aborted-transaction index.
+    pub(crate) fn txn_index(&self) -> &TxnIndex {
+        &self.txn_index
+    }
+
+    pub(crate) fn txn_index_mut(&mut self) -> &mut TxnIndex {
+        &mut self.txn_index
     }
 
     /// Whether both index files exist (a segment that never held data may have none).
@@ -455,12 +476,13 @@ impl LogSegment {
 
     /// Calls `f` with the header of every batch from the one holding `from` (an offset) up
     /// to, not including, the one holding `to` (or the segment's end): the producer-state
-    /// replay, which needs headers only.
+    /// replay, which needs headers only, and the first bytes of control batches (at most
+    /// [`CONTROL_PREFIX`], enough for a transaction marker's one record).
     pub(crate) fn for_each_header(
         &self,
         from: i64,
         to: Option<i64>,
-        mut f: impl FnMut(&BatchHeader),
+        mut f: impl FnMut(&BatchHeader, Option<&[u8]>) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
         let Some((mut pos, _)) = self.translate_offset(from)? else {
             return Ok(());
@@ -474,7 +496,13 @@ impl LogSegment {
             .header_at(pos)
             .map_err(|e| scan_err(&self.log_path, e))?
         {
-            f(&header);
+            if header.is_control() {
+                let len = header.total_size().min(CONTROL_PREFIX);
+                let prefix = Self::read_at(&self.file, &self.log_path, pos, len)?;
+                f(&header, Some(&prefix))?;
+            } else {
+                f(&header, None)?;
+            }
             pos += header.total_size() as u64;
         }
         Ok(())
@@ -492,6 +520,7 @@ impl LogSegment {
         let mapping = self.translate_offset(offset)?;
         self.index.truncate_to(offset);
         self.time_index.truncate_to(offset);
+        self.txn_index.truncate_to(offset)?;
         self.resize_indexes(max_index_size)?;
         if let Some((pos, _)) = mapping {
             self.file.set_len(pos).at(&self.log_path)?;
@@ -565,7 +594,10 @@ impl LogSegment {
         self.index.rename(&index_deleted)?;
         let time_deleted = with_suffix(self.time_index.path(), DELETED_SUFFIX);
         self.time_index.rename(&time_deleted)?;
-        Ok(vec![log_deleted, index_deleted, time_deleted])
+        let mut paths = vec![log_deleted, index_deleted, time_deleted];
+        let txn_deleted = with_suffix(self.txn_index.path(), DELETED_SUFFIX);
+        paths.extend(self.txn_index.rename(&txn_deleted)?);
+        Ok(paths)
     }
 }
 

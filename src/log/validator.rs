@@ -23,6 +23,7 @@ use std::io::{self, BufRead};
 use bytes::BytesMut;
 
 use super::config::{LogConfig, TimestampType};
+use super::producer_state::Origin;
 use crate::protocol::batch::{BatchHeader, CompressionCodec, HEADER_LEN};
 use crate::protocol::batch_builder::{encode_batch, put_record, put_varint, BatchFields};
 use crate::protocol::compression;
@@ -76,19 +77,34 @@ pub struct Validated {
     pub max_timestamp: i64,
 }
 
-/// Validates `batch` (exactly one batch whose header is `header`, framing and CRC already
-/// checked) as the leader's append from a client on the partition `tp`, at broker time `now`.
-///
-/// # Errors
-/// See [`ValidationError`]; its message names the partition and what was wrong.
-pub fn validate_client_batch(
+/// [`validate_batch`] for a client's batch (the validator's unit tests).
+#[cfg(test)]
+pub(crate) fn validate_client_batch(
     batch: &[u8],
     header: &BatchHeader,
     config: &LogConfig,
     now: i64,
     tp: &dyn fmt::Display,
 ) -> Result<Validated, ValidationError> {
-    check_header(header, tp)?;
+    validate_batch(batch, header, config, now, tp, Origin::Client)
+}
+
+/// Validates `batch` (exactly one batch whose header is `header`, framing and CRC already
+/// checked) as the leader's append from `origin` on the partition `tp`, at broker time `now`.
+/// Only a client may not write control batches (a coordinator has the leader write
+/// transaction markers).
+///
+/// # Errors
+/// See [`ValidationError`]; its message names the partition and what was wrong.
+pub(crate) fn validate_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    config: &LogConfig,
+    now: i64,
+    tp: &dyn fmt::Display,
+    origin: Origin,
+) -> Result<Validated, ValidationError> {
+    check_header(header, tp, origin)?;
     let source = header.compression_codec();
     if let CompressionCodec::Unknown(id) = source {
         return Err(ValidationError::Corrupt(format!(
@@ -128,7 +144,11 @@ pub fn validate_client_batch(
 }
 
 /// Kafka's `analyzeAndValidateRecords` and `validateBatch` rules for a client batch.
-fn check_header(h: &BatchHeader, tp: &dyn fmt::Display) -> Result<(), ValidationError> {
+fn check_header(
+    h: &BatchHeader,
+    tp: &dyn fmt::Display,
+    origin: Origin,
+) -> Result<(), ValidationError> {
     let invalid = |m: String| Err(ValidationError::InvalidRecord(m));
     if h.base_offset != 0 {
         return invalid(format!(
@@ -156,12 +176,12 @@ fn check_header(h: &BatchHeader, tp: &dyn fmt::Display) -> Result<(), Validation
             h.base_offset, h.record_count
         ));
     }
-    if h.is_control() {
+    if h.is_control() && origin == Origin::Client {
         return invalid(format!(
             "Clients are not allowed to write control records in topic partition {tp}."
         ));
     }
-    if h.producer_id >= 0 && h.base_sequence < 0 {
+    if h.producer_id >= 0 && h.base_sequence < 0 && origin == Origin::Client {
         return invalid(format!(
             "Invalid sequence number {} in record batch with producerId {} in topic partition {tp}.",
             h.base_sequence, h.producer_id

@@ -417,7 +417,7 @@ pub fn set_max_timestamp_split(
 }
 
 /// Reads a zig-zag varint (protobuf `sint64`) at `*pos`, advancing it; `None` if malformed.
-fn get_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn get_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let b = *buf.get(*pos)?;

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod batch_builder;
 pub mod client;
 pub mod compression;
+pub mod control;
 pub mod file_region;
 pub mod frame;
 pub mod versions;

@@ -34,6 +34,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 4),
     (ApiKey::ListGroups, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    // Inter-broker: a transaction coordinator's markers (the receiving leader's side).
+    (ApiKey::WriteTxnMarkers, 0, 1),
 ];
 
 /// The supported range for `key`, or `None` if gregor does not implement it.

@@ -19,7 +19,7 @@ use super::partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRe
 use super::purgatory::{Event, Interest, Purgatory};
 use super::ReplicaError;
 use crate::common::{EPOCH_DURING_DELETE, NO_EPOCH};
-use crate::log::{AppendInfo, LogConfig, LogManager, TopicPartition};
+use crate::log::{AppendInfo, AppendOrigin, LogConfig, LogManager, TopicPartition};
 use crate::metadata::MetadataCache;
 use crate::protocol::batch;
 use crate::zk::ZkHandle;
@@ -35,6 +35,8 @@ pub struct FetchParams {
     pub max_wait_ms: i32,
     pub min_bytes: i32,
     pub max_bytes: i32,
+    /// 1 = read_committed (consumers only; followers always read to the LEO).
+    pub isolation_level: i8,
 }
 
 /// One partition of a Fetch.
@@ -557,6 +559,19 @@ impl ReplicaManager {
         timeout: Duration,
         entries: Vec<(TopicPartition, Option<Bytes>)>,
     ) -> Vec<ProducePartitionResult> {
+        self.append_records_from(acks, timeout, entries, AppendOrigin::Client)
+            .await
+    }
+
+    /// [`Self::append_records`] for batches from `origin` (transaction markers and
+    /// transactional offset commits come from a coordinator).
+    pub async fn append_records_from(
+        &self,
+        acks: i16,
+        timeout: Duration,
+        entries: Vec<(TopicPartition, Option<Bytes>)>,
+        origin: AppendOrigin,
+    ) -> Vec<ProducePartitionResult> {
         let mut results = Vec::with_capacity(entries.len());
         // (index into results, offset the high watermark must reach)
         let mut waiting: Vec<(usize, i64)> = Vec::new();
@@ -573,7 +588,7 @@ impl ReplicaManager {
                 )),
                 (Some(p), Some(bytes)) => match batch::validate_single_batch(&bytes) {
                     Err(e) => Err(ReplicaError::CorruptMessage(e.to_string())),
-                    Ok(_) => p.append_as_leader(bytes, acks).map(|(info, hw_moved)| {
+                    Ok(_) => p.append_from(bytes, acks, origin).map(|(info, hw_moved)| {
                         // Kafka's tryCompleteDelayedRequests after an append: followers can
                         // fetch it now; consumers and acks=all waiters only if the HW moved.
                         let event = if hw_moved {
@@ -668,6 +683,8 @@ impl ReplicaManager {
         }
         let (isolation, follower) = if params.replica_id >= 0 {
             (FetchIsolation::LogEnd, Some(params.replica_id))
+        } else if params.isolation_level == 1 {
+            (FetchIsolation::TxnCommitted, None)
         } else {
             (FetchIsolation::HighWatermark, None)
         };

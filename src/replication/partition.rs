@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 use super::rules::{self, CaughtUpHistory, FollowerView};
 use super::ReplicaError;
-use crate::log::{AppendInfo, Log, ReadInfo, TopicPartition};
+use crate::log::{AbortedTxn, AppendInfo, AppendOrigin, Log, ReadInfo, TopicPartition};
 
 /// What the controller said about this partition in LeaderAndIsr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,10 +82,12 @@ pub enum IsrWriteOutcome {
     Rejected,
 }
 
-/// Where a read comes from: a consumer sees only up to the high watermark; a follower up to the LEO.
+/// Where a read comes from: a read_uncommitted consumer sees up to the high watermark, a
+/// read_committed one up to the last stable offset, a follower up to the LEO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchIsolation {
     HighWatermark,
+    TxnCommitted,
     LogEnd,
 }
 
@@ -94,6 +96,9 @@ pub enum FetchIsolation {
 pub struct PartitionRead {
     pub info: ReadInfo,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// For read_committed: the aborted transactions the consumer must drop (maybe none).
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// A partition replica hosted by this broker.
@@ -261,6 +266,7 @@ impl Partition {
         );
         if new_hw > st.high_watermark {
             st.high_watermark = new_hw;
+            self.log.on_high_watermark_updated(new_hw);
             true
         } else {
             false
@@ -275,6 +281,20 @@ impl Partition {
         &self,
         batch: Bytes,
         acks: i16,
+    ) -> Result<(AppendInfo, bool), ReplicaError> {
+        self.append_from(batch, acks, AppendOrigin::Client)
+    }
+
+    /// [`Self::append_as_leader`] for a batch from `origin` (a coordinator's marker or
+    /// transactional offset commit).
+    ///
+    /// # Errors
+    /// As [`Self::append_as_leader`].
+    pub fn append_from(
+        &self,
+        batch: Bytes,
+        acks: i16,
+        origin: AppendOrigin,
     ) -> Result<(AppendInfo, bool), ReplicaError> {
         // The state lock is held across the log append so that a leader change cannot slip between
         // the role check and the write (Kafka holds leaderIsrUpdateLock's read side here).
@@ -291,7 +311,7 @@ impl Partition {
         }
         let info = self
             .log
-            .append_as_leader(batch, st.leader_epoch)
+            .append_from(batch, st.leader_epoch, origin)
             .map_err(ReplicaError::from_log)?;
         let leo = self.log.log_end_offset();
         let hw_moved = self.maybe_increment_hw(&mut st, leo, now_ms());
@@ -458,12 +478,14 @@ impl Partition {
             }
             st.high_watermark
         };
+        let lso = self.log.last_stable_offset(hw);
         let cap = match isolation {
             FetchIsolation::HighWatermark => Some(hw),
+            FetchIsolation::TxnCommitted => Some(lso),
             FetchIsolation::LogEnd => None,
         };
-        // A consumer asking for an offset in (HW, LEO] is in range: it just gets nothing yet.
-        let info = if isolation == FetchIsolation::HighWatermark && offset > hw {
+        // A consumer asking for an offset in (cap, LEO] is in range: it just gets nothing yet.
+        let info = if cap.is_some_and(|c| offset > c) {
             let leo = self.log.log_end_offset();
             if offset > leo {
                 return Err(ReplicaError::OffsetOutOfRange {
@@ -482,10 +504,21 @@ impl Partition {
                 .read(offset, max_bytes, cap, min_one_batch)
                 .map_err(ReplicaError::from_log)?
         };
+        let aborted = if isolation == FetchIsolation::TxnCommitted && !info.records.is_empty() {
+            Some(
+                self.log
+                    .collect_aborted_transactions(offset)
+                    .map_err(ReplicaError::from_log)?,
+            )
+        } else {
+            (isolation == FetchIsolation::TxnCommitted).then(Vec::new)
+        };
         Ok((
             PartitionRead {
                 info,
                 high_watermark: hw,
+                last_stable_offset: lso,
+                aborted,
             },
             hw_moved,
             proposal,
@@ -540,6 +573,7 @@ impl Partition {
                 .map_err(ReplicaError::from_log)?;
         }
         st.high_watermark = leader_hw.min(leo).max(self.log.log_start_offset());
+        self.log.on_high_watermark_updated(st.high_watermark);
         Ok(leo)
     }
 

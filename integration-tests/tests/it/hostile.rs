@@ -68,6 +68,8 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     fetch.topics = vec![ft];
     out.push(frame(&fetch, 4, 2).context("corpus: fetch v4")?);
     out.push(frame(&fetch, 11, 2).context("corpus: fetch v11")?);
+    fetch.isolation_level = 1;
+    out.push(frame(&fetch, 11, 2).context("corpus: read_committed fetch v11")?);
 
     let mut lo = ListOffsetsRequest::default();
     lo.replica_id = BrokerId(-1);
@@ -243,6 +245,32 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     idem_produce.timeout_ms = 1000;
     idem_produce.topic_data = vec![td];
     out.push(frame(&idem_produce, 8, 24).context("corpus: idempotent produce v8")?);
+    // The same batch as a transaction's (bit 4) from a transactional producer, and the
+    // markers that would end it: mutations reach the transaction checks and the marker path.
+    let txn_fields = gregor::protocol::batch_builder::BatchFields {
+        attributes: 0x10,
+        ..fields
+    };
+    let txn_batch = gregor::protocol::batch_builder::encode_batch(
+        &txn_fields,
+        &plain[gregor::protocol::batch::HEADER_LEN..],
+    )
+    .freeze();
+    let mut txn_produce = idem_produce.clone();
+    txn_produce.transactional_id = Some(TransactionalId(StrBytes::from_static_str("hostile")));
+    txn_produce.topic_data[0].partition_data[0].records = Some(txn_batch);
+    out.push(frame(&txn_produce, 8, 25).context("corpus: transactional produce v8")?);
+    let mut mt = write_txn_markers_request::WritableTxnMarkerTopic::default();
+    mt.name = name(TOPIC);
+    mt.partition_indexes = vec![1];
+    let mut marker = write_txn_markers_request::WritableTxnMarker::default();
+    marker.producer_id = ProducerId(0);
+    marker.producer_epoch = 0;
+    marker.coordinator_epoch = 0;
+    marker.topics = vec![mt];
+    let mut markers = WriteTxnMarkersRequest::default();
+    markers.markers = vec![marker];
+    out.push(frame(&markers, 1, 26).context("corpus: write txn markers v1")?);
     Ok(out)
 }
 

@@ -35,7 +35,7 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_RECORD: i16 = 87;
 const INVALID_REQUEST: i16 = 42;
 
-async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<BrokerConnection> {
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<BrokerConnection> {
     Ok(
         BrokerConnection::connect(&addr.to_string(), "it-idempotence", Duration::from_secs(15))
             .await?,
@@ -43,7 +43,10 @@ async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<BrokerConnection>
 }
 
 /// A fresh producer id and epoch from `conn`'s broker.
-async fn init_producer_id(conn: &mut BrokerConnection, version: i16) -> anyhow::Result<(i64, i16)> {
+pub(crate) async fn init_producer_id(
+    conn: &mut BrokerConnection,
+    version: i16,
+) -> anyhow::Result<(i64, i16)> {
     let mut req = InitProducerIdRequest::default();
     // The codec's default is an empty string; clients send null.
     req.transactional_id = None;
@@ -130,15 +133,27 @@ async fn produce_ok(
 
 /// Partition 0's log end offset on `conn`'s broker (its leader).
 async fn log_end(conn: &mut BrokerConnection, topic: &str) -> anyhow::Result<i64> {
+    list_latest(conn, topic, 0).await
+}
+
+/// ListOffsets v5 "latest" for partition 0 at `isolation` (0: the high watermark, 1: the
+/// last stable offset).
+pub(crate) async fn list_latest(
+    conn: &mut BrokerConnection,
+    topic: &str,
+    isolation: i8,
+) -> anyhow::Result<i64> {
     let mut req = ListOffsetsRequest::default();
     req.replica_id = BrokerId(-1);
+    req.isolation_level = isolation;
     let mut t = ListOffsetsTopic::default();
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
     let mut p = ListOffsetsPartition::default();
     p.timestamp = -1;
+    p.current_leader_epoch = -1;
     t.partitions = vec![p];
     req.topics = vec![t];
-    let resp = conn.send(&req, 1).await?;
+    let resp = conn.send(&req, 5).await?;
     let p = resp
         .topics
         .first()

@@ -29,4 +29,5 @@ mod raw;
 mod recovery;
 mod replication;
 mod shutdown;
+mod txn_log;
 mod validation;
