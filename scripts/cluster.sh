@@ -175,6 +175,8 @@ zookeeper.session.timeout.ms=$SESSION_TIMEOUT_MS
 num.partitions=1
 default.replication.factor=1
 offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$((rf < 2 ? rf : 2))
 CFG
 }
 

@@ -19,7 +19,9 @@ use tokio::sync::watch;
 use crate::api::{ApiContext, FetchSessionCache};
 use crate::config::KafkaConfig;
 use crate::controller::{self, ControllerHandle, Event};
-use crate::coordinator::transaction::ProducerIdManager;
+use crate::coordinator::transaction::{
+    ProducerIdManager, TransactionCoordinator, TxnCoordinatorConfig,
+};
 use crate::coordinator::GroupCoordinator;
 use crate::log::{BackgroundIntervals, LogManager};
 use crate::metadata::MetadataCache;
@@ -237,8 +239,15 @@ pub async fn run(
             }
         });
     }
+    let txn_coordinator = TransactionCoordinator::new(
+        TxnCoordinatorConfig::from_broker(&config),
+        replicas.clone(),
+        metadata.clone(),
+        producer_ids.clone(),
+    );
     let ctx = ApiContext {
         coordinator: coordinator.clone(),
+        txn_coordinator: txn_coordinator.clone(),
         producer_ids,
         config: config.clone(),
         cluster_id: cluster_id.into(),
@@ -290,6 +299,7 @@ pub async fn run(
 
     let replication_tasks = replicas.start(shutdown_rx.clone());
     let coordinator_tasks = coordinator.start(shutdown_rx.clone());
+    let txn_tasks = txn_coordinator.start(shutdown_rx.clone());
 
     let session_keeper = tokio::spawn(keep_session(
         config.clone(),
@@ -313,6 +323,7 @@ pub async fn run(
         tasks: replication_tasks
             .into_iter()
             .chain(coordinator_tasks)
+            .chain(txn_tasks)
             .collect(),
         session_keeper,
         logs,

@@ -22,7 +22,9 @@ use bytes::{Bytes, BytesMut};
 use gregor::api::{ApiContext, FetchSessionCache};
 use gregor::config::KafkaConfig;
 use gregor::controller::{self, admin};
-use gregor::coordinator::transaction::ProducerIdManager;
+use gregor::coordinator::transaction::{
+    ProducerIdManager, TransactionCoordinator, TxnCoordinatorConfig,
+};
 use gregor::coordinator::GroupCoordinator;
 use gregor::log::{BackgroundIntervals, LogManager, TopicPartition};
 use gregor::metadata::MetadataCache;
@@ -250,9 +252,17 @@ impl Broker {
         let (controller, controller_task) =
             controller::start(config.clone(), zk_handle.clone(), shutdown_rx.clone());
         let coordinator = GroupCoordinator::new(&config, replicas.clone());
+        let producer_ids = Arc::new(ProducerIdManager::new(config.broker_id, zk_handle.clone()));
+        let txn_coordinator = TransactionCoordinator::new(
+            TxnCoordinatorConfig::from_broker(&config),
+            replicas.clone(),
+            metadata.clone(),
+            producer_ids.clone(),
+        );
         let ctx = ApiContext {
             coordinator: coordinator.clone(),
-            producer_ids: Arc::new(ProducerIdManager::new(config.broker_id, zk_handle.clone())),
+            txn_coordinator,
+            producer_ids,
             config: config.clone(),
             cluster_id: cluster_id.into(),
             replicas: replicas.clone(),

@@ -427,6 +427,8 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1);
             out.push(("", enc(key, v, &r)?));
+            let txn = r.with_transactional_id(Some(TransactionalId(s("fuzz-txn"))));
+            out.push(("transactional", enc(key, v, &txn)?));
         }
         ApiKey::WriteTxnMarkers => {
             for commit in [true, false] {
@@ -443,6 +445,51 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
                 let r = WriteTxnMarkersRequest::default().with_markers(vec![m]);
                 out.push((if commit { "commit" } else { "abort" }, enc(key, v, &r)?));
             }
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let r = AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("fuzz-txn")))
+                .with_v3_and_below_producer_id(ProducerId(0))
+                .with_v3_and_below_producer_epoch(0)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic(SEED_TOPIC))
+                        .with_partitions(vec![0, 1]),
+                ]);
+            out.push(("", enc(key, v, &r)?));
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let r = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("fuzz-txn")))
+                .with_producer_id(ProducerId(0))
+                .with_group_id(group());
+            out.push(("", enc(key, v, &r)?));
+        }
+        ApiKey::EndTxn => {
+            for commit in [true, false] {
+                let r = EndTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s("fuzz-txn")))
+                    .with_producer_id(ProducerId(0))
+                    .with_committed(commit);
+                out.push((if commit { "commit" } else { "abort" }, enc(key, v, &r)?));
+            }
+        }
+        ApiKey::TxnOffsetCommit => {
+            let r = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("fuzz-txn")))
+                .with_group_id(group())
+                .with_producer_id(ProducerId(0))
+                .with_generation_id(-1)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic(SEED_TOPIC))
+                        .with_partitions(vec![
+                            txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(1),
+                        ]),
+                ]);
+            out.push(("", enc(key, v, &r)?));
         }
         other => return Err(format!("no seed frame for advertised {other:?}: add one")),
     }

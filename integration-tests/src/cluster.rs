@@ -250,6 +250,14 @@ impl Cluster {
                 "offsets.topic.replication.factor".into(),
                 self.opts.brokers.clamp(1, 3).to_string(),
             ),
+            (
+                "transaction.state.log.replication.factor".into(),
+                self.opts.brokers.clamp(1, 3).to_string(),
+            ),
+            (
+                "transaction.state.log.min.isr".into(),
+                self.opts.brokers.clamp(1, 2).to_string(),
+            ),
         ];
         props.extend(control);
         props.extend(self.opts.broker_overrides.iter().cloned());

@@ -6,6 +6,7 @@ use kafka_protocol::ResponseError;
 
 use crate::controller::admin::AdminError;
 use crate::controller::ShutdownError;
+use crate::coordinator::transaction::TxnError;
 use crate::coordinator::GroupError;
 use crate::log::{ProducerError, ValidationError};
 use crate::replication::ReplicaError;
@@ -74,6 +75,7 @@ pub(crate) fn group(e: GroupError) -> ResponseError {
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::InvalidCommitOffsetSize => ResponseError::InvalidCommitOffsetSize,
         GroupError::StoreFailed => ResponseError::UnknownServerError,
+        GroupError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
     }
 }
 
@@ -83,6 +85,24 @@ pub(crate) fn group_code(error: Option<GroupError>) -> i16 {
 }
 
 /// A topic creation or deletion failure.
+/// A transaction coordinator failure. `fenced_as_epoch`: the request version predates
+/// PRODUCER_FENCED (KIP-588), so the client is told INVALID_PRODUCER_EPOCH instead.
+pub(crate) fn txn(e: TxnError, fenced_as_epoch: bool) -> ResponseError {
+    match e {
+        TxnError::InvalidRequest => ResponseError::InvalidRequest,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::LoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::ProducerFenced if fenced_as_epoch => ResponseError::InvalidProducerEpoch,
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::StoreFailed => ResponseError::UnknownServerError,
+    }
+}
+
 pub(crate) fn admin(e: &AdminError) -> ResponseError {
     match e {
         AdminError::TopicExists(_) => ResponseError::TopicAlreadyExists,
@@ -201,6 +221,26 @@ mod tests {
             assert_eq!(group_code(Some(e)), code, "{e}");
         }
         assert_eq!(group_code(None), 0);
+    }
+
+    #[test]
+    fn transaction_errors_carry_kafkas_codes() {
+        let cases = [
+            (TxnError::InvalidRequest, 42),
+            (TxnError::InvalidTransactionTimeout, 50),
+            (TxnError::NotCoordinator, 16),
+            (TxnError::LoadInProgress, 14),
+            (TxnError::CoordinatorNotAvailable, 15),
+            (TxnError::ConcurrentTransactions, 51),
+            (TxnError::ProducerFenced, 90),
+            (TxnError::InvalidProducerIdMapping, 49),
+            (TxnError::InvalidTxnState, 48),
+            (TxnError::StoreFailed, -1),
+        ];
+        for (e, code) in cases {
+            assert_eq!(txn(e, false).code(), code, "{e}");
+        }
+        assert_eq!(txn(TxnError::ProducerFenced, true).code(), 47);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::codes::NONE;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::common::NO_EPOCH;
 use crate::coordinator::store::OFFSETS_TOPIC;
+use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
 use crate::log::TopicPartition;
 use crate::metadata::{Endpoint, LiveBroker, PartitionInfo};
 use crate::replication::LeaderAndIsrState;
@@ -159,7 +160,7 @@ pub(super) async fn leader_and_isr(
         .collect();
     let elections: Vec<(TopicPartition, i32, i32)> = parsed
         .iter()
-        .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC)
+        .filter(|(tp, _)| tp.topic == OFFSETS_TOPIC || tp.topic == TRANSACTION_STATE_TOPIC)
         .map(|(tp, s)| (tp.clone(), s.leader, s.leader_epoch))
         .collect();
     let count = parsed.len();
@@ -175,15 +176,18 @@ pub(super) async fn leader_and_isr(
         count,
         started,
     );
-    // Kafka's onLeadershipChange: the group coordinator follows the offsets partitions.
+    // Kafka's onLeadershipChange: the group coordinator follows the offsets partitions, the
+    // transaction coordinator those of __transaction_state (its epoch is the leader epoch).
     for (tp, leader, epoch) in elections {
         if !outcomes.iter().any(|(t, r)| *t == tp && r.is_ok()) {
             continue;
         }
-        if leader == ctx.broker_id() {
-            ctx.coordinator.on_election(tp.partition, epoch);
-        } else {
-            ctx.coordinator.on_resignation(tp.partition);
+        let ours = leader == ctx.broker_id();
+        match (tp.topic == OFFSETS_TOPIC, ours) {
+            (true, true) => ctx.coordinator.on_election(tp.partition, epoch),
+            (true, false) => ctx.coordinator.on_resignation(tp.partition),
+            (false, true) => ctx.txn_coordinator.on_election(tp.partition, epoch),
+            (false, false) => ctx.txn_coordinator.on_resignation(tp.partition),
         }
     }
     resp.partition_errors = illegal
@@ -437,6 +441,9 @@ pub(super) async fn stop_replica(
             for (tp, r) in &outcomes {
                 if tp.topic == OFFSETS_TOPIC && r.is_ok() {
                     ctx.coordinator.on_resignation(tp.partition);
+                }
+                if tp.topic == TRANSACTION_STATE_TOPIC && r.is_ok() {
+                    ctx.txn_coordinator.on_resignation(tp.partition);
                 }
             }
             outcomes

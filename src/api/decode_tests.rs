@@ -45,6 +45,10 @@ fn decode_like_handle(frame_bytes: Bytes) -> Result<(), super::ApiError> {
         ApiKey::OffsetFetch => req.decode::<OffsetFetchRequest>().map(|_| ()),
         ApiKey::InitProducerId => req.decode::<InitProducerIdRequest>().map(|_| ()),
         ApiKey::WriteTxnMarkers => req.decode::<WriteTxnMarkersRequest>().map(|_| ()),
+        ApiKey::AddPartitionsToTxn => req.decode::<AddPartitionsToTxnRequest>().map(|_| ()),
+        ApiKey::AddOffsetsToTxn => req.decode::<AddOffsetsToTxnRequest>().map(|_| ()),
+        ApiKey::EndTxn => req.decode::<EndTxnRequest>().map(|_| ()),
+        ApiKey::TxnOffsetCommit => req.decode::<TxnOffsetCommitRequest>().map(|_| ()),
         _ => Ok(()),
     }
 }
@@ -184,6 +188,42 @@ fn valid_frames() -> Vec<Bytes> {
                     m.topics = vec![t];
                     let mut r = WriteTxnMarkersRequest::default();
                     r.markers = vec![m];
+                    encode(*key, v, &r)
+                }
+                ApiKey::AddPartitionsToTxn => {
+                    let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+                    t.name = TopicName(StrBytes::from_static_str("t"));
+                    t.partitions = vec![0];
+                    let mut r = AddPartitionsToTxnRequest::default();
+                    r.v3_and_below_transactional_id =
+                        TransactionalId(StrBytes::from_static_str("tx"));
+                    r.v3_and_below_producer_id = ProducerId(1);
+                    r.v3_and_below_topics = vec![t];
+                    encode(*key, v, &r)
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let mut r = AddOffsetsToTxnRequest::default();
+                    r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    encode(*key, v, &r)
+                }
+                ApiKey::EndTxn => {
+                    let mut r = EndTxnRequest::default();
+                    r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                    r.committed = true;
+                    encode(*key, v, &r)
+                }
+                ApiKey::TxnOffsetCommit => {
+                    let mut p =
+                        txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+                    p.committed_offset = 5;
+                    let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+                    t.name = TopicName(StrBytes::from_static_str("t"));
+                    t.partitions = vec![p];
+                    let mut r = TxnOffsetCommitRequest::default();
+                    r.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+                    r.group_id = GroupId(StrBytes::from_static_str("group"));
+                    r.topics = vec![t];
                     encode(*key, v, &r)
                 }
                 // Every advertised API must be fuzzed: a new one needs a frame here.

@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::codes::{self, group_code};
-use super::metadata::{ensure_offsets_topic, OFFSETS_TOPIC};
+use super::metadata::{ensure_internal_topic, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use super::{ApiContext, ApiError, Req, Response};
 use crate::coordinator::membership::JoinRequest;
 use crate::coordinator::GroupError;
@@ -29,16 +29,29 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// The broker that coordinates `key`: (node id, host, port), or the error to answer.
-async fn locate(ctx: &ApiContext, key: &str) -> Result<(i32, String, i32), ResponseError> {
-    let partition = ctx.coordinator.partition_for(key);
+/// The broker that coordinates `key` (a group id, or a transactional id when
+/// `transactional`): (node id, host, port), or the error to answer. The internal topic is
+/// created on first use, as Kafka does.
+async fn locate(
+    ctx: &ApiContext,
+    key: &str,
+    transactional: bool,
+) -> Result<(i32, String, i32), ResponseError> {
+    let (topic, partition) = if transactional {
+        (
+            TRANSACTION_STATE_TOPIC,
+            ctx.txn_coordinator.partition_for(key),
+        )
+    } else {
+        (OFFSETS_TOPIC, ctx.coordinator.partition_for(key))
+    };
     let snap = ctx.metadata.snapshot();
-    if !snap.topics.contains_key(OFFSETS_TOPIC) {
-        ensure_offsets_topic(ctx).await;
+    if !snap.topics.contains_key(topic) {
+        ensure_internal_topic(ctx, topic).await;
         return Err(ResponseError::CoordinatorNotAvailable);
     }
     let leader = snap
-        .partition(OFFSETS_TOPIC, partition)
+        .partition(topic, partition)
         .map(|p| p.leader)
         .filter(|l| *l >= 0)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
@@ -58,17 +71,18 @@ pub(super) async fn find_coordinator(
 ) -> Result<Option<Response>, ApiError> {
     let request: FindCoordinatorRequest = req.decode()?;
     let key = request.key.as_str();
-    let found = if req.version >= 1 && request.key_type != 0 {
-        tracing::debug!(
-            key,
-            key_type = request.key_type,
-            "FindCoordinator for a non-group key"
-        );
+    let key_type = if req.version >= 1 {
+        request.key_type
+    } else {
+        0
+    };
+    let found = if !matches!(key_type, 0 | 1) {
+        tracing::debug!(key, key_type, "FindCoordinator for an unknown key type");
         Err(ResponseError::InvalidRequest)
     } else if key.is_empty() {
         Err(ResponseError::InvalidRequest)
     } else {
-        locate(ctx, key).await
+        locate(ctx, key, key_type == 1).await
     };
     let mut resp = FindCoordinatorResponse::default();
     match found {
@@ -84,9 +98,9 @@ pub(super) async fn find_coordinator(
             if req.version >= 1 {
                 resp.error_message = Some(s(match error {
                     ResponseError::InvalidRequest if !key.is_empty() => {
-                        "only group coordinators (key type 0) are supported"
+                        "the key type must be 0 (group) or 1 (transaction)"
                     }
-                    ResponseError::InvalidRequest => "the group id is empty",
+                    ResponseError::InvalidRequest => "the key is empty",
                     _ => "the coordinator is not available",
                 }));
             }

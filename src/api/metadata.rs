@@ -16,6 +16,7 @@ use crate::controller::admin::{self, AdminError};
 use crate::metadata::Snapshot;
 
 pub(crate) use crate::coordinator::store::OFFSETS_TOPIC;
+pub(crate) use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
 
 pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Response>, ApiError> {
     let request =
@@ -51,10 +52,10 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 let code = if let Err(reason) = admin::validate_topic_name(name) {
                     tracing::debug!(topic = %name, %reason, "metadata for an invalid topic name");
                     ResponseError::InvalidTopicException.code()
-                } else if name == OFFSETS_TOPIC {
+                } else if is_internal(name) {
                     // Kafka creates internal topics whenever they are named, and reports too few
                     // brokers as INVALID_REPLICATION_FACTOR here.
-                    match ensure_offsets_topic(ctx).await {
+                    match ensure_internal_topic(ctx, name).await {
                         ResponseError::CoordinatorNotAvailable => {
                             ResponseError::InvalidReplicationFactor
                         }
@@ -69,7 +70,7 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 let mut t = MetadataResponseTopic::default();
                 t.error_code = code;
                 t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
-                t.is_internal = name == OFFSETS_TOPIC;
+                t.is_internal = is_internal(name);
                 topics.push(t);
             }
         }
@@ -111,6 +112,30 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
 /// Kafka's `offsetsTopicConfigs`: compacted (the newest commit per key is what matters; this
 /// broker does not compact yet, but the policy keeps time retention from deleting commits),
 /// `offsets.topic.segment.bytes`, and batches kept as the coordinator wrote them.
+/// Kafka's `transactionTopicConfigs`: compacted, uncompressed, `transaction.state.log.min.isr`,
+/// `transaction.state.log.segment.bytes`, never an unclean leader.
+pub(crate) fn transaction_topic_configs(
+    ctx: &ApiContext,
+) -> std::collections::BTreeMap<String, String> {
+    let c = &ctx.config;
+    [
+        ("cleanup.policy", "compact".to_string()),
+        ("compression.type", "uncompressed".to_string()),
+        (
+            "min.insync.replicas",
+            c.transaction_state_log_min_isr.to_string(),
+        ),
+        (
+            "segment.bytes",
+            c.transaction_state_log_segment_bytes.to_string(),
+        ),
+        ("unclean.leader.election.enable", "false".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 pub(crate) fn offsets_topic_configs(
     ctx: &ApiContext,
 ) -> std::collections::BTreeMap<String, String> {
@@ -127,48 +152,65 @@ pub(crate) fn offsets_topic_configs(
     .collect()
 }
 
-/// Creates `__consumer_offsets` (Kafka's `createInternalTopic`): LEADER_NOT_AVAILABLE once it is
-/// being created, COORDINATOR_NOT_AVAILABLE while fewer brokers are alive than
-/// `offsets.topic.replication.factor` (the factor is never lowered).
-pub(crate) async fn ensure_offsets_topic(ctx: &ApiContext) -> ResponseError {
+/// Whether `name` is one of the broker's internal topics.
+pub(crate) fn is_internal(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
+
+/// (partitions, replication factor, configs) of an internal topic, as Kafka creates it.
+fn internal_topic_spec(
+    ctx: &ApiContext,
+    name: &str,
+) -> Option<(i32, i16, std::collections::BTreeMap<String, String>)> {
+    let c = &ctx.config;
+    match name {
+        OFFSETS_TOPIC => Some((
+            c.offsets_topic_num_partitions,
+            c.offsets_topic_replication_factor,
+            offsets_topic_configs(ctx),
+        )),
+        TRANSACTION_STATE_TOPIC => Some((
+            c.transaction_state_log_num_partitions,
+            c.transaction_state_log_replication_factor,
+            transaction_topic_configs(ctx),
+        )),
+        _ => None,
+    }
+}
+
+/// Creates an internal topic (Kafka's `createInternalTopic`): LEADER_NOT_AVAILABLE once it is
+/// being created, COORDINATOR_NOT_AVAILABLE while fewer brokers are alive than its replication
+/// factor (`offsets.topic.replication.factor`, `transaction.state.log.replication.factor`;
+/// never lowered).
+pub(crate) async fn ensure_internal_topic(ctx: &ApiContext, topic: &str) -> ResponseError {
     let live = ctx.metadata.snapshot().brokers.len();
-    let rf = ctx.config.offsets_topic_replication_factor;
+    let rf = internal_topic_spec(ctx, topic).map_or(1, |(_, rf, _)| rf);
     if live < usize::try_from(rf).unwrap_or(usize::MAX) {
         tracing::warn!(
-            topic = OFFSETS_TOPIC,
+            topic,
             live_brokers = live,
             replication_factor = rf,
-            "too few live brokers for the offsets topic's replication factor"
+            "too few live brokers for the internal topic's replication factor"
         );
         return ResponseError::CoordinatorNotAvailable;
     }
-    auto_create(ctx, OFFSETS_TOPIC).await
+    auto_create(ctx, topic).await
 }
 
 async fn auto_create(ctx: &ApiContext, topic: &str) -> ResponseError {
     let snap = ctx.metadata.snapshot();
     let live: Vec<i32> = snap.brokers.keys().copied().collect();
-    let (partitions, rf) = if topic == OFFSETS_TOPIC {
-        (
-            ctx.config.offsets_topic_num_partitions,
-            ctx.config.offsets_topic_replication_factor,
-        )
-    } else {
-        (
-            ctx.config.num_partitions,
-            ctx.config.default_replication_factor,
-        )
-    };
+    let (partitions, rf, configs) = internal_topic_spec(ctx, topic).unwrap_or((
+        ctx.config.num_partitions,
+        ctx.config.default_replication_factor,
+        Default::default(),
+    ));
     let spec = admin::TopicSpec {
         name: topic.to_string(),
         num_partitions: partitions,
         replication_factor: rf,
         assignment: None,
-        configs: if topic == OFFSETS_TOPIC {
-            offsets_topic_configs(ctx)
-        } else {
-            Default::default()
-        },
+        configs,
     };
     match admin::create_topic(&ctx.zk.get(), &live, &spec, false).await {
         Ok(()) => {
@@ -205,7 +247,7 @@ fn topic_metadata(
 ) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(name.to_string())));
-    t.is_internal = name == OFFSETS_TOPIC;
+    t.is_internal = is_internal(name);
     if let Some(parts) = snap.topics.get(name) {
         t.partitions = parts
             .iter()

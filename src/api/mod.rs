@@ -22,6 +22,7 @@ mod metadata_request;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod txn;
 mod txn_markers;
 mod versions;
 
@@ -34,7 +35,7 @@ use kafka_protocol::protocol::Encodable;
 
 use crate::config::KafkaConfig;
 use crate::controller::ControllerHandle;
-use crate::coordinator::transaction::ProducerIdManager;
+use crate::coordinator::transaction::{ProducerIdManager, TransactionCoordinator};
 use crate::coordinator::GroupCoordinator;
 use crate::metadata::MetadataCache;
 use crate::protocol::file_region::Chunk;
@@ -55,6 +56,7 @@ pub struct ApiContext {
     pub zk: ZkHandle,
     pub controller: ControllerHandle,
     pub coordinator: GroupCoordinator,
+    pub txn_coordinator: TransactionCoordinator,
     /// Producer ids for InitProducerId.
     pub producer_ids: Arc<ProducerIdManager>,
     /// This broker's epoch: the czxid of its `/brokers/ids/<id>` znode, renewed per session.
@@ -198,6 +200,10 @@ pub async fn handle(
         ApiKey::OffsetFetch => offsets::offset_fetch(ctx, &req).await,
         ApiKey::InitProducerId => init_producer_id::handle(ctx, &req).await,
         ApiKey::WriteTxnMarkers => txn_markers::handle(ctx, &req).await,
+        ApiKey::AddPartitionsToTxn => txn::add_partitions_to_txn(ctx, &req).await,
+        ApiKey::AddOffsetsToTxn => txn::add_offsets_to_txn(ctx, &req).await,
+        ApiKey::EndTxn => txn::end_txn(ctx, &req).await,
+        ApiKey::TxnOffsetCommit => txn::txn_offset_commit(ctx, &req).await,
         other => Err(ApiError::UnsupportedVersion {
             key: other,
             version: req.version,

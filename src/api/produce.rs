@@ -16,7 +16,7 @@ use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::metadata::OFFSETS_TOPIC;
+use super::metadata::is_internal;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::log::TopicPartition;
 use crate::log::{RecordError, ValidationError};
@@ -53,8 +53,8 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 rejected.push((tp, code, None));
             } else if !matches!(acks, -1..=1) {
                 rejected.push((tp, ResponseError::InvalidRequiredAcks.code(), None));
-            } else if name == OFFSETS_TOPIC {
-                // Only the group coordinator writes the offsets topic.
+            } else if is_internal(&name) {
+                // Only the coordinators write their internal topics.
                 rejected.push((tp, ResponseError::InvalidTopicException.code(), None));
             } else if let Err((e, why)) = check_records(req.version, p.records.as_deref()) {
                 rejected.push((tp, e.code(), Some(why)));

@@ -17,6 +17,7 @@ use kafka_protocol::messages::write_txn_markers_response::{
 };
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
+use super::metadata::OFFSETS_TOPIC;
 use super::{error_code, ApiContext, ApiError, Req, Response};
 use crate::common::TopicPartition;
 use crate::log::AppendOrigin;
@@ -72,6 +73,20 @@ pub(super) async fn handle(ctx: &ApiContext, req: &Req) -> Result<Option<Respons
                 }
             };
             codes.insert(r.tp, code);
+        }
+        // Kafka's handleTxnCompletion: a marker on an offsets partition makes the producer's
+        // pending transactional offsets committed (or drops them).
+        let offsets_partitions: Vec<i32> = codes
+            .iter()
+            .filter(|(tp, code)| tp.topic == OFFSETS_TOPIC && **code == 0)
+            .map(|(tp, _)| tp.partition)
+            .collect();
+        if !offsets_partitions.is_empty() {
+            ctx.coordinator.membership().complete_txn(
+                m.producer_id.0,
+                &offsets_partitions,
+                m.transaction_result,
+            );
         }
         let mut out = WritableTxnMarkerResult::default();
         out.producer_id = m.producer_id;

@@ -522,6 +522,19 @@ impl KafkaConfig {
             log_cleanup_policy_compact: cleanup.iter().any(|c| c == "compact"),
             log_segment_delete_delay_ms: p.num("log.segment.delete.delay.ms")?,
             transactional_id_expiration_ms: p.num("transactional.id.expiration.ms")?,
+            transaction_state_log_num_partitions: p.num("transaction.state.log.num.partitions")?,
+            transaction_state_log_replication_factor: p
+                .num("transaction.state.log.replication.factor")?,
+            transaction_state_log_min_isr: p.num("transaction.state.log.min.isr")?,
+            transaction_state_log_segment_bytes: p.num("transaction.state.log.segment.bytes")?,
+            transaction_state_log_load_buffer_size: p
+                .num("transaction.state.log.load.buffer.size")?,
+            transaction_max_timeout_ms: p.num("transaction.max.timeout.ms")?,
+            transaction_abort_timed_out_transaction_cleanup_interval_ms: p
+                .num("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+            transaction_remove_expired_transaction_cleanup_interval_ms: p
+                .num("transaction.remove.expired.transaction.cleanup.interval.ms")?,
+            request_timeout_ms: p.num("request.timeout.ms")?,
             offsets_topic_num_partitions: p.num("offsets.topic.num.partitions")?,
             offsets_topic_replication_factor: p.num("offsets.topic.replication.factor")?,
             offsets_topic_segment_bytes: p.num("offsets.topic.segment.bytes")?,

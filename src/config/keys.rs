@@ -288,8 +288,6 @@ fn message_format_supported(v: &Value) -> bool {
     major_minor(v).is_some_and(|mm| mm >= (0, 11))
 }
 
-const NO_TXN_TOPIC: &str =
-    "they configure __transaction_state, which gregor does not create until transactions exist";
 const NO_CLEANER: &str = "log compaction is not implemented yet: only the default is accepted";
 
 use ConfigType::{Bool, Double, Int, List, Long, Short, Str};
@@ -478,9 +476,15 @@ pub static BROKER_KEYS: &[BrokerKey] = &[
     b("group.initial.rebalance.delay.ms", Int, Some("3000"), Any, ReadOnly),
     b("group.max.size", Int, Some(I32_MAX), AtLeast(1), ReadOnly),
     b("transactional.id.expiration.ms", Int, Some("604800000"), AtLeast(1), ReadOnly),
-    b("transaction.state.log.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
-    b("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
-    b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly).vacuous(NO_TXN_TOPIC),
+    b("transaction.state.log.replication.factor", Short, Some("3"), AtLeast(1), ReadOnly),
+    b("transaction.state.log.min.isr", Int, Some("2"), AtLeast(1), ReadOnly),
+    b("transaction.state.log.num.partitions", Int, Some("50"), AtLeast(1), ReadOnly),
+    b("transaction.state.log.segment.bytes", Int, Some("104857600"), AtLeast(1), ReadOnly),
+    b("transaction.state.log.load.buffer.size", Int, Some("5242880"), AtLeast(1), ReadOnly),
+    b("transaction.max.timeout.ms", Int, Some("900000"), AtLeast(1), ReadOnly),
+    b("transaction.abort.timed.out.transaction.cleanup.interval.ms", Int, Some("10000"), AtLeast(1), ReadOnly),
+    b("transaction.remove.expired.transaction.cleanup.interval.ms", Int, Some("3600000"), AtLeast(1), ReadOnly),
+    b("request.timeout.ms", Int, Some("30000"), AtLeast(0), ReadOnly),
     // Replication and the controller.
     b("replica.lag.time.max.ms", Long, Some("30000"), Any, ReadOnly),
     b("fetch.max.bytes", Int, Some("57671680"), AtLeast(1024), ReadOnly),

@@ -154,6 +154,20 @@ pub struct KafkaConfig {
 
     /// `transactional.id.expiration.ms`: how long a producer's state outlives its last write.
     pub transactional_id_expiration_ms: i64,
+    /// `__transaction_state`: partitions, replication factor, min ISR, segment size.
+    pub transaction_state_log_num_partitions: i32,
+    pub transaction_state_log_replication_factor: i16,
+    pub transaction_state_log_min_isr: i32,
+    pub transaction_state_log_segment_bytes: u64,
+    pub transaction_state_log_load_buffer_size: usize,
+    /// The longest transaction timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// How often open transactions past their timeout are aborted.
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// How often ids idle past `transactional.id.expiration.ms` are removed.
+    pub transaction_remove_expired_transaction_cleanup_interval_ms: u64,
+    /// `request.timeout.ms`: bounds the coordinator's writes of markers.
+    pub request_timeout_ms: u64,
 
     pub offsets_topic_num_partitions: i32,
     pub offsets_topic_replication_factor: i16,

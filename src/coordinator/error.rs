@@ -2,6 +2,7 @@
 //! outcome a group client acts on (Kafka's `GroupCoordinator` and `GroupMetadataManager` error
 //! paths). Only `api` knows the Kafka error code of each.
 
+use crate::log::ProducerError;
 use crate::replication::ReplicaError;
 
 /// A group request's failure, per group (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) or per
@@ -38,6 +39,8 @@ pub enum GroupError {
     InvalidCommitOffsetSize,
     #[error("appending to __consumer_offsets failed in a way the client cannot act on")]
     StoreFailed,
+    #[error("a transactional offset commit from a fenced producer epoch")]
+    InvalidProducerEpoch,
 }
 
 /// Why an append to `__consumer_offsets` failed.
@@ -75,6 +78,9 @@ impl GroupError {
             AppendError::Replica(
                 ReplicaError::MessageTooLarge { .. } | ReplicaError::RecordListTooLarge { .. },
             ) => GroupError::InvalidCommitOffsetSize,
+            AppendError::Replica(ReplicaError::Producer(ProducerError::InvalidProducerEpoch(
+                _,
+            ))) => GroupError::InvalidProducerEpoch,
             other => GroupError::from_group_store(other),
         }
     }

@@ -111,6 +111,8 @@ pub struct Group {
     pub new_member_added: bool,
     /// Committed offsets by (topic, partition).
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// TxnOffsetCommit offsets by producer id, invisible until its COMMIT marker.
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
 }
 
 impl Group {
@@ -128,6 +130,7 @@ impl Group {
             pending_members: BTreeSet::new(),
             new_member_added: false,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 

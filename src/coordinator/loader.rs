@@ -12,6 +12,7 @@ use super::group::{Group, GroupState};
 use super::membership::{Entry, JoinResponse, Membership, SyncResponse};
 use super::records::{self, GroupValue, OffsetValue, RecordKey};
 use crate::protocol::batch;
+use crate::protocol::control::{self, ControlType};
 use crate::util::clock::now_ms;
 
 /// The state of one offsets partition after replaying its log.
@@ -24,6 +25,9 @@ pub struct Replayed {
     /// Records that could not be decoded (skipped, as Kafka would fail the load instead; a
     /// partition written by gregor or Kafka never has any).
     pub skipped: usize,
+    /// Transactional offset commits whose marker the replay has not reached, by producer id:
+    /// they stay pending (invisible) until a COMMIT marker arrives.
+    pub pending_txn: HashMap<i64, HashMap<(String, String, i32), OffsetValue>>,
 }
 
 impl Replayed {
@@ -35,6 +39,16 @@ impl Replayed {
                 break;
             };
             if header.is_control() {
+                match control::parse_marker(&header, &data[range]) {
+                    Ok(Some(m)) => {
+                        let pending = self.pending_txn.remove(&header.producer_id);
+                        if m.control == ControlType::Commit {
+                            self.offsets.extend(pending.unwrap_or_default());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => self.skipped += 1,
+                }
                 continue;
             }
             let Some(recs) = batch::uncompressed_records(&data[range]) else {
@@ -43,8 +57,35 @@ impl Replayed {
                 continue;
             };
             for r in recs {
-                self.apply(r.key, r.value);
+                if header.is_transactional() {
+                    self.apply_transactional(header.producer_id, r.key, r.value);
+                } else {
+                    self.apply(r.key, r.value);
+                }
             }
+        }
+    }
+
+    /// A TxnOffsetCommit record: held for its producer until the marker.
+    fn apply_transactional(&mut self, pid: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let decoded = key.map(records::decode_key);
+        let Some(Ok(RecordKey::Offset {
+            group,
+            topic,
+            partition,
+        })) = decoded
+        else {
+            self.skipped += 1;
+            return;
+        };
+        match value.map(records::decode_offset_value) {
+            Some(Ok(v)) => {
+                self.pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .insert((group, topic, partition), v);
+            }
+            _ => self.skipped += 1,
         }
     }
 
@@ -121,6 +162,17 @@ impl Membership {
                 .or_insert_with(|| Group::new(&group_id, now))
                 .offsets
                 .insert((topic, p), v);
+        }
+        for (pid, offsets) in replayed.pending_txn {
+            for ((group_id, topic, p), v) in offsets {
+                by_group
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, now))
+                    .pending_txn_offsets
+                    .entry(pid)
+                    .or_default()
+                    .insert((topic, p), v);
+            }
         }
         let count = by_group.len();
         let mut groups = self.groups();

@@ -21,6 +21,7 @@ pub mod offsets;
 pub mod records;
 pub mod store;
 pub mod transaction;
+pub mod txn_offsets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +34,7 @@ use crate::log::TopicPartition;
 use crate::protocol::batch;
 use crate::replication::ReplicaManager;
 use crate::util::clock::now_ms;
+use crate::util::periodic::spawn_every;
 use crate::util::sync::lock;
 pub use error::GroupError;
 use loader::Replayed;
@@ -104,23 +106,9 @@ impl GroupCoordinator {
                 .clone()
                 .run(self.inner.log.clone(), shutdown.clone()),
         );
-        let every = self.inner.retention_check_interval;
-        let mut sd = shutdown;
-        let expiry = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    changed = sd.changed() => {
-                        if changed.is_err() || *sd.borrow() {
-                            return;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        m.expire_offsets(now_ms());
-                    }
-                }
-            }
+        let expiry = spawn_every(self.inner.retention_check_interval, shutdown, move || {
+            m.expire_offsets(now_ms());
+            std::future::ready(())
         });
         vec![ticker, writer, expiry]
     }

@@ -92,7 +92,7 @@ const OFFSET_VALUE_VERSION: i16 = 3;
 const OFFSET_VALUE_WITH_EXPIRY_VERSION: i16 = 1;
 const GROUP_VALUE_VERSION: i16 = 3;
 
-fn put_string(out: &mut BytesMut, s: &str) {
+pub(crate) fn put_string(out: &mut BytesMut, s: &str) {
     // Kafka's STRING is at most i16::MAX bytes; group ids, topics and member ids are far shorter,
     // and offset metadata is capped at offset.metadata.max.bytes (4096) before it gets here.
     let bytes = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
@@ -176,17 +176,17 @@ pub fn group_value(v: &GroupValue) -> Bytes {
 }
 
 /// A bounds-checked reader over untrusted record bytes.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
         let left = self.buf.len() - self.pos;
         if n > left {
             return Err(RecordError::Truncated {
@@ -199,24 +199,24 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
-    fn i16(&mut self) -> Result<i16, RecordError> {
+    pub(crate) fn i16(&mut self) -> Result<i16, RecordError> {
         let b = self.take(2)?;
         Ok(i16::from_be_bytes([b[0], b[1]]))
     }
 
-    fn i32(&mut self) -> Result<i32, RecordError> {
+    pub(crate) fn i32(&mut self) -> Result<i32, RecordError> {
         let b = self.take(4)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
-    fn i64(&mut self) -> Result<i64, RecordError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, RecordError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(i64::from_be_bytes(a))
     }
 
-    fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
+    pub(crate) fn nullable_string(&mut self) -> Result<Option<String>, RecordError> {
         let at = self.pos;
         let len = self.i16()?;
         if len < 0 {
@@ -228,13 +228,13 @@ impl<'a> Reader<'a> {
             .map_err(|_| RecordError::NotUtf8 { at })
     }
 
-    fn string(&mut self) -> Result<String, RecordError> {
+    pub(crate) fn string(&mut self) -> Result<String, RecordError> {
         let at = self.pos;
         self.nullable_string()?
             .ok_or(RecordError::NegativeLength { at, len: -1 })
     }
 
-    fn bytes(&mut self) -> Result<Bytes, RecordError> {
+    pub(crate) fn bytes(&mut self) -> Result<Bytes, RecordError> {
         let at = self.pos;
         let len = self.i32()?;
         if len < 0 {
@@ -243,7 +243,7 @@ impl<'a> Reader<'a> {
         Ok(Bytes::copy_from_slice(self.take(len as usize)?))
     }
 
-    fn finish(&self, what: &'static str) -> Result<(), RecordError> {
+    pub(crate) fn finish(&self, what: &'static str) -> Result<(), RecordError> {
         match self.buf.len() - self.pos {
             0 => Ok(()),
             left => Err(RecordError::TrailingBytes { what, left }),

@@ -16,8 +16,9 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
 use super::error::AppendError;
-use crate::log::TopicPartition;
+use crate::log::{AppendOrigin, TopicPartition};
 use crate::protocol::batch;
+use crate::protocol::batch_builder::{encode_batch, BatchFields};
 use crate::replication::ReplicaManager;
 use crate::util::clock::now_ms;
 use crate::util::sync::lock;
@@ -39,6 +40,16 @@ pub trait GroupLog: Send + Sync + 'static {
     /// Appends `records` to offsets partition `partition` as one batch and waits until it is
     /// committed (acks=-1) or fails.
     fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture;
+
+    /// [`GroupLog::append`] as a transactional batch of producer `pid` at `epoch` (a
+    /// TxnOffsetCommit): the records count only once the producer's COMMIT marker follows.
+    fn append_transactional(
+        &self,
+        partition: i32,
+        records: Vec<Record>,
+        pid: i64,
+        epoch: i16,
+    ) -> AppendFuture;
 }
 
 /// The production [`GroupLog`]: the replica manager's leader append path.
@@ -53,8 +64,13 @@ impl ReplicaGroupLog {
     }
 }
 
-impl GroupLog for ReplicaGroupLog {
-    fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture {
+impl ReplicaGroupLog {
+    fn append_from(
+        &self,
+        partition: i32,
+        records: Vec<Record>,
+        producer: Option<(i64, i16)>,
+    ) -> AppendFuture {
         let replicas = self.replicas.clone();
         let timeout = self.timeout;
         Box::pin(async move {
@@ -65,13 +81,30 @@ impl GroupLog for ReplicaGroupLog {
                 .iter()
                 .map(|(k, v)| (Some(k.as_ref()), v.as_deref()))
                 .collect();
-            let bytes = batch::build_batch(0, now_ms(), &kvs).freeze();
+            let plain = batch::build_batch(0, now_ms(), &kvs);
+            let (bytes, origin) = match producer {
+                None => (plain.freeze(), AppendOrigin::Client),
+                Some((pid, epoch)) => {
+                    let h = batch::BatchHeader::parse(&plain).map_err(|_| AppendError::NoResult)?;
+                    // Kafka writes a TxnOffsetCommit as a transactional batch at sequence 0;
+                    // the coordinator's origin checks its epoch, not its sequence.
+                    let fields = BatchFields {
+                        attributes: 0x10,
+                        producer_id: pid,
+                        producer_epoch: epoch,
+                        base_sequence: 0,
+                        ..BatchFields::of(&h)
+                    };
+                    let b = encode_batch(&fields, &plain[batch::HEADER_LEN..]).freeze();
+                    (b, AppendOrigin::Coordinator)
+                }
+            };
             let tp = TopicPartition {
                 topic: OFFSETS_TOPIC.to_string(),
                 partition,
             };
             let results = replicas
-                .append_records(-1, timeout, vec![(tp, Some(bytes))])
+                .append_records_from(-1, timeout, vec![(tp, Some(bytes))], origin)
                 .await;
             match results.into_iter().next().map(|r| r.result) {
                 Some(Ok(_)) => Ok(()),
@@ -83,6 +116,22 @@ impl GroupLog for ReplicaGroupLog {
                 None => Err(AppendError::NoResult),
             }
         })
+    }
+}
+
+impl GroupLog for ReplicaGroupLog {
+    fn append(&self, partition: i32, records: Vec<Record>) -> AppendFuture {
+        self.append_from(partition, records, None)
+    }
+
+    fn append_transactional(
+        &self,
+        partition: i32,
+        records: Vec<Record>,
+        pid: i64,
+        epoch: i16,
+    ) -> AppendFuture {
+        self.append_from(partition, records, Some((pid, epoch)))
     }
 }
 
@@ -153,5 +202,15 @@ impl GroupLog for MemoryGroupLog {
             me.appended.lock().unwrap().push((partition, records));
             Ok(())
         })
+    }
+
+    fn append_transactional(
+        &self,
+        partition: i32,
+        records: Vec<Record>,
+        _pid: i64,
+        _epoch: i16,
+    ) -> AppendFuture {
+        self.append(partition, records)
     }
 }

@@ -34,8 +34,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 4),
     (ApiKey::ListGroups, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
-    // Inter-broker: a transaction coordinator's markers (the receiving leader's side).
+    // Transactions: the producer's APIs, and the coordinator's markers to partition leaders.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
     (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The supported range for `key`, or `None` if gregor does not implement it.

@@ -29,5 +29,6 @@ mod raw;
 mod recovery;
 mod replication;
 mod shutdown;
+mod transactions;
 mod txn_log;
 mod validation;
