@@ -5,12 +5,13 @@
 #
 #   scripts/bench.sh [--messages N] [--size BYTES] [--acks all|1|0] [--partitions P] [--replication-factor R]
 #   scripts/bench.sh --latency [--rate R] [--seconds S] [--partitions P]
-#   scripts/bench.sh --idempotence [--messages N] [--rounds R] [--replication-factor R]
+#   scripts/bench.sh --idempotence [--messages N] [--rounds R] [--transaction-size T] [--replication-factor R]
 #
 # --latency measures end-to-end latency (produce → consumer sees it) at R records/s (default
 # 1,000) for RF 1 and RF 3 with acks=all in one run, on 3 brokers, printing p50/p99/max per case.
-# --idempotence measures produce throughput (acks=all) with and without enable.idempotence,
-# alternating for R rounds (default 3), printing both and their ratio.
+# --idempotence measures produce throughput (acks=all) with and without enable.idempotence and
+# with a transactional producer committing every T messages (default 100; 0 skips it),
+# alternating for R rounds (default 3), printing all three and their ratios.
 # BENCH_BROKERS sets the broker count (default 1; 3 with --latency); CLUSTER_ZK_PORT and
 # CLUSTER_BASE_PORT (see cluster.sh) move the cluster off the default ports.
 set -euo pipefail

@@ -261,8 +261,8 @@ impl Membership {
         }
     }
 
-    /// Removes expired offsets and then groups left Empty without offsets, queueing their
-    /// tombstones (Kafka's `cleanupGroupMetadata`). Returns (offsets removed, groups removed).
+    /// Removes expired offsets and then groups left Empty without offsets (committed or
+    /// awaiting a transaction's marker), queueing their tombstones (Kafka's `cleanupGroupMetadata`). Returns (offsets removed, groups removed).
     pub fn expire_offsets(&self, now_ms: i64) -> (usize, usize) {
         let retention = self.config.offsets_retention_ms;
         let mut removed_offsets = 0;
@@ -283,6 +283,7 @@ impl Membership {
                 if entry.group.is(GroupState::Empty)
                     && entry.group.offsets.is_empty()
                     && entry.group.pending_members.is_empty()
+                    && entry.group.pending_txn_offsets.is_empty()
                     && entry.group.transition_to(GroupState::Dead, now_ms).is_ok()
                 {
                     tombstones.push((records::group_key(group_id), None::<Bytes>));

@@ -240,3 +240,122 @@ async fn what_was_written_loads_back_after_unload() {
         (8, "meta-t-0")
     );
 }
+
+fn txn_commit(
+    group: &str,
+    pid: i64,
+    parts: &[(&str, i32, i64)],
+) -> crate::coordinator::txn_offsets::TxnCommitRequest {
+    let c = commit(group, -1, "", parts);
+    crate::coordinator::txn_offsets::TxnCommitRequest {
+        group_id: c.group_id,
+        producer_id: pid,
+        producer_epoch: 0,
+        generation_id: -1,
+        member_id: String::new(),
+        partitions: c.partitions,
+    }
+}
+
+#[tokio::test]
+async fn transactional_offsets_wait_for_their_marker() {
+    let (m, _log) = membership();
+    let p = m.partition_of("txg");
+    let codes = m
+        .txn_commit_offsets(txn_commit("txg", 7, &[("t", 0, 5)]), 100)
+        .await;
+    assert_eq!(codes, vec![Ok(())]);
+    let codes = m
+        .txn_commit_offsets(txn_commit("txg", 8, &[("t", 1, 9)]), 100)
+        .await;
+    assert_eq!(codes, vec![Ok(())]);
+    assert!(m.has_pending_txn_offsets("txg"));
+    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]));
+    assert_eq!(
+        (fetched[0].offset, fetched[1].offset),
+        (-1, -1),
+        "pending offsets are invisible"
+    );
+    // Expiry does not take a group whose offsets await a marker.
+    assert_eq!(m.expire_offsets(10_000).1, 0);
+    // A marker on another offsets partition changes nothing.
+    assert_eq!(m.complete_txn(7, &[p + 1], true), 0);
+    assert_eq!(m.complete_txn(7, &[p], true), 1);
+    assert_eq!(
+        m.complete_txn(8, &[p], false),
+        0,
+        "an abort drops the offsets"
+    );
+    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]));
+    assert_eq!((fetched[0].offset, fetched[1].offset), (5, -1));
+    assert!(!m.has_pending_txn_offsets("txg"));
+}
+
+#[test]
+fn a_replayed_transactional_commit_counts_only_after_its_commit_marker() {
+    use crate::protocol::batch_builder::{encode_batch, BatchFields};
+    use crate::protocol::control::{encode_marker, ControlType, EndTxnMarker};
+    let value = records::offset_value(&OffsetValue {
+        offset: 42,
+        leader_epoch: None,
+        metadata: String::new(),
+        commit_timestamp: 1,
+        expire_timestamp: None,
+    });
+    let txn_batch = |pid: i64, key: Bytes| {
+        let plain = crate::protocol::batch::build_batch(
+            0,
+            1,
+            &[(Some(key.as_ref()), Some(value.as_ref()))],
+        );
+        let h = crate::protocol::batch::BatchHeader::parse(&plain).unwrap();
+        let fields = BatchFields {
+            attributes: 0x10,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: 0,
+            ..BatchFields::of(&h)
+        };
+        encode_batch(&fields, &plain[crate::protocol::batch::HEADER_LEN..]).to_vec()
+    };
+    let marker = |pid: i64, control| {
+        encode_marker(
+            pid,
+            0,
+            EndTxnMarker {
+                control,
+                coordinator_epoch: 0,
+            },
+            1,
+        )
+        .to_vec()
+    };
+    let mut data = txn_batch(1, records::offset_key("g", "t", 0));
+    data.extend(txn_batch(2, records::offset_key("g", "t", 1)));
+    data.extend(txn_batch(3, records::offset_key("g", "t", 2)));
+    data.extend(marker(1, ControlType::Commit));
+    data.extend(marker(2, ControlType::Abort));
+    let mut r = Replayed::default();
+    r.apply_batches(&data);
+    assert_eq!(r.skipped, 0);
+    assert!(
+        r.offsets.contains_key(&("g".into(), "t".into(), 0)),
+        "committed"
+    );
+    assert!(
+        !r.offsets.contains_key(&("g".into(), "t".into(), 1)),
+        "aborted"
+    );
+    assert!(
+        r.pending_txn.contains_key(&3),
+        "still open at the end of the replay"
+    );
+    let (m, _log) = membership();
+    m.install(m.partition_of("g"), r);
+    assert!(m.has_pending_txn_offsets("g"));
+    let fetched = m.fetch_offsets("g", Some(vec![("t".into(), vec![0, 1, 2])]));
+    assert_eq!(
+        fetched.iter().map(|f| f.offset).collect::<Vec<_>>(),
+        vec![42, -1, -1]
+    );
+}

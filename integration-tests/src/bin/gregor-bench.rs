@@ -48,7 +48,7 @@ enum Command {
 }
 
 /// Produce/consume options.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct Args {
     /// Bootstrap servers, `host:port[,host:port...]`.
     #[arg(long, required = true)]
@@ -100,9 +100,12 @@ struct Args {
     /// `--rounds` rounds; prints both rates and their ratio.
     #[arg(long)]
     idempotence: bool,
-    /// Idempotence mode: rounds of (plain, idempotent) runs.
+    /// Idempotence mode: rounds of (plain, idempotent, transactional) runs.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Idempotence mode: messages per transaction of the transactional runs (0: none).
+    #[arg(long, default_value_t = 100)]
+    transaction_size: usize,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -201,6 +204,12 @@ async fn produce(
     topic: &str,
     idempotent: bool,
 ) -> anyhow::Result<(f64, Vec<u128>, String)> {
+    create_topic(a, bootstrap, topic).await?;
+    produce_to(a, bootstrap, topic, idempotent).await
+}
+
+/// Creates `topic` with the run's partitions and replication factor.
+async fn create_topic(a: &Args, bootstrap: &str, topic: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
@@ -220,7 +229,50 @@ async fn produce(
             bail!("create topic {t}: {e}");
         }
     }
+    Ok(())
+}
 
+/// Transactional produce (acks=all, idempotent): `--messages` in transactions of
+/// `--transaction-size`, each committed before the next begins; the seconds taken.
+fn produce_transactional(a: &Args, bootstrap: &str, topic: &str) -> anyhow::Result<f64> {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", format!("{topic}-txn"))
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let timeout = Duration::from_secs(60);
+    producer.init_transactions(timeout)?;
+    let payload = vec![b'x'; a.size];
+    let size = a.transaction_size.max(1);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while sent < a.messages {
+        producer.begin_transaction()?;
+        let end = (sent + size).min(a.messages);
+        for i in sent..end {
+            let key = (i as u64).to_be_bytes();
+            let mut rec = Some(BaseRecord::to(topic).key(&key).payload(&payload));
+            while let Some(r) = rec.take() {
+                if let Err((_, r)) = producer.send(r) {
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = Some(r);
+                }
+            }
+        }
+        producer.commit_transaction(timeout)?;
+        sent = end;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+async fn produce_to(
+    a: &Args,
+    bootstrap: &str,
+    topic: &str,
+    idempotent: bool,
+) -> anyhow::Result<(f64, Vec<u128>, String)> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", &a.acks)
@@ -275,6 +327,7 @@ async fn idempotence_compare(mut a: Args, bootstrap: &str, topic: &str) -> anyho
     a.acks = "all".to_string();
     let mut plain = Vec::new();
     let mut idempotent = Vec::new();
+    let mut transactional = Vec::new();
     for round in 0..a.rounds {
         for idem in [false, true] {
             let t = format!("{topic}-{}-{round}", if idem { "idem" } else { "plain" });
@@ -287,6 +340,19 @@ async fn idempotence_compare(mut a: Args, bootstrap: &str, topic: &str) -> anyho
                 plain.push(rate);
             }
         }
+        if a.transaction_size > 0 {
+            let t = format!("{topic}-txn-{round}");
+            create_topic(&a, bootstrap, &t).await?;
+            let (args, boot) = (a.clone(), bootstrap.to_string());
+            let secs = tokio::task::spawn_blocking(move || produce_transactional(&args, &boot, &t))
+                .await??;
+            let rate = a.messages as f64 / secs;
+            eprintln!(
+                "round {round} transactional ({} per transaction): {rate:.0} msg/s",
+                a.transaction_size
+            );
+            transactional.push(rate);
+        }
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -298,17 +364,25 @@ async fn idempotence_compare(mut a: Args, bootstrap: &str, topic: &str) -> anyho
             .collect::<Vec<_>>()
             .join(",")
     };
-    let (plain_runs, idem_runs) = (fmt(&plain), fmt(&idempotent));
-    let (p, i) = (median(&mut plain), median(&mut idempotent));
+    let (plain_runs, idem_runs, txn_runs) = (fmt(&plain), fmt(&idempotent), fmt(&transactional));
+    let (p, i, t) = (
+        median(&mut plain),
+        median(&mut idempotent),
+        median(&mut transactional),
+    );
     println!(
         "{{\"messages\":{},\"size\":{},\"acks\":\"all\",\"partitions\":{},\"replication_factor\":{},\
 \"plain_msgs_per_sec\":[{plain_runs}],\"idempotent_msgs_per_sec\":[{idem_runs}],\
-\"plain_median\":{p:.0},\"idempotent_median\":{i:.0},\"idempotent_over_plain\":{:.3}}}",
+\"transaction_size\":{},\"transactional_msgs_per_sec\":[{txn_runs}],\
+\"plain_median\":{p:.0},\"idempotent_median\":{i:.0},\"transactional_median\":{t:.0},\
+\"idempotent_over_plain\":{:.3},\"transactional_over_idempotent\":{:.3}}}",
         a.messages,
         a.size,
         a.partitions,
         a.replication_factor,
-        i / p
+        a.transaction_size,
+        i / p,
+        t / i
     );
     Ok(())
 }

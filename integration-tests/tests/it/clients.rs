@@ -235,13 +235,21 @@ pub fn consume_all(
     consumer.assign(&tpl)?;
     let mut out = Consumed::new();
     let deadline = Instant::now() + timeout;
+    // A partition is read once its last message or the consumer's position (which moves past
+    // transaction markers, never handed to the application) reaches the high watermark.
     let done = |out: &Consumed| {
+        let positions = consumer.position().ok();
         end.iter().all(|(p, high)| {
             *high == 0
                 || out
                     .get(p)
                     .and_then(|v| v.last())
                     .is_some_and(|l| l.0 + 1 >= *high)
+                || positions
+                    .as_ref()
+                    .and_then(|t| t.find_partition(topic, *p))
+                    .and_then(|e| e.offset().to_raw())
+                    .is_some_and(|o| o >= *high)
         })
     };
     while !done(&out) {

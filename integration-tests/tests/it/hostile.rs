@@ -271,6 +271,40 @@ fn corpus() -> anyhow::Result<Vec<Vec<u8>>> {
     let mut markers = WriteTxnMarkersRequest::default();
     markers.markers = vec![marker];
     out.push(frame(&markers, 1, 26).context("corpus: write txn markers v1")?);
+    // The transactional producer's requests, so mutations reach the coordinator's state
+    // machine and TxnOffsetCommit's pending offsets.
+    let txn_id = TransactionalId(StrBytes::from_static_str("hostile"));
+    let mut tipi = ipi.clone();
+    tipi.transactional_id = Some(txn_id.clone());
+    tipi.transaction_timeout_ms = 60_000;
+    out.push(frame(&tipi, 4, 27).context("corpus: transactional ipi v4")?);
+    let mut apt = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    apt.name = name(TOPIC);
+    apt.partitions = vec![0, 1];
+    let mut ap = AddPartitionsToTxnRequest::default();
+    ap.v3_and_below_transactional_id = txn_id.clone();
+    ap.v3_and_below_producer_id = ProducerId(0);
+    ap.v3_and_below_topics = vec![apt];
+    out.push(frame(&ap, 3, 28).context("corpus: add partitions v3")?);
+    let mut ao = AddOffsetsToTxnRequest::default();
+    ao.transactional_id = txn_id.clone();
+    ao.group_id = GroupId(StrBytes::from_static_str("hostile-group"));
+    out.push(frame(&ao, 3, 29).context("corpus: add offsets v3")?);
+    let mut tcp = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+    tcp.committed_offset = 1;
+    let mut tct = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+    tct.name = name(TOPIC);
+    tct.partitions = vec![tcp];
+    let mut tc = TxnOffsetCommitRequest::default();
+    tc.transactional_id = txn_id.clone();
+    tc.group_id = GroupId(StrBytes::from_static_str("hostile-group"));
+    tc.generation_id = -1;
+    tc.topics = vec![tct];
+    out.push(frame(&tc, 3, 30).context("corpus: txn offset commit v3")?);
+    let mut et = EndTxnRequest::default();
+    et.transactional_id = txn_id;
+    et.committed = true;
+    out.push(frame(&et, 3, 31).context("corpus: end txn v3")?);
     Ok(out)
 }
 

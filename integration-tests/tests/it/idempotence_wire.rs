@@ -34,6 +34,7 @@ const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_RECORD: i16 = 87;
 const INVALID_REQUEST: i16 = 42;
+const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
 
 pub(crate) async fn connect(addr: std::net::SocketAddr) -> anyhow::Result<BrokerConnection> {
     Ok(
@@ -260,7 +261,8 @@ async fn init_producer_id_gives_distinct_ids_across_brokers_and_restarts() -> an
         "an id above the last block"
     );
 
-    // An id without an epoch is malformed; a transactional id is not served yet.
+    // An id without an epoch is malformed; so is an empty transactional id, and a
+    // transaction timeout of 0 is outside (0, transaction.max.timeout.ms].
     let mut conn = connect(cluster.broker_addr(2)).await?;
     let mut req = InitProducerIdRequest::default();
     req.transactional_id = None;
@@ -270,10 +272,16 @@ async fn init_producer_id_gives_distinct_ids_across_brokers_and_restarts() -> an
     let mut req = InitProducerIdRequest::default();
     req.producer_id = ProducerId(-1);
     req.producer_epoch = -1;
+    req.transaction_timeout_ms = 60_000;
+    req.transactional_id = Some(kafka_protocol::messages::TransactionalId(
+        StrBytes::from_static_str(""),
+    ));
+    ensure!(conn.send(&req, 4).await?.error_code == INVALID_REQUEST);
     req.transactional_id = Some(kafka_protocol::messages::TransactionalId(
         StrBytes::from_static_str("t"),
     ));
-    ensure!(conn.send(&req, 4).await?.error_code == INVALID_REQUEST);
+    req.transaction_timeout_ms = 0;
+    ensure!(conn.send(&req, 4).await?.error_code == INVALID_TRANSACTION_TIMEOUT);
     Ok(())
 }
 

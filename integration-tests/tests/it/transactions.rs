@@ -102,13 +102,69 @@ pub fn read_values(
     }
 }
 
-/// What the copy loop did.
+/// What the copy loop did. Each output record's value is `<input value>|<transaction
+/// number>`, so the checks can tell which attempt wrote it.
 #[derive(Debug, Default)]
 pub struct CopyReport {
     pub committed: usize,
     pub aborted: usize,
     pub aborted_records: usize,
     pub retried_errors: usize,
+    /// Committed transaction number → its record count.
+    pub committed_sizes: HashMap<usize, usize>,
+}
+
+type Polled = Vec<(Option<Vec<u8>>, Vec<u8>)>;
+
+/// Queues `records` to `output` tagged with `txn_no`, waiting while librdkafka's queue is full.
+fn send_tagged(
+    producer: &TxnProducer,
+    output: &str,
+    records: &Polled,
+    txn_no: usize,
+) -> Result<(), KafkaError> {
+    for (key, value) in records {
+        let mut tagged = value.clone();
+        tagged.extend_from_slice(format!("|{txn_no}").as_bytes());
+        let mut r = BaseRecord::to(output).payload(&tagged);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        let mut r = Some(r);
+        while let Some(rec) = r.take() {
+            if let Err((e, rec)) = producer.send(rec) {
+                if !matches!(
+                    e,
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                ) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+                r = Some(rec);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` again while librdkafka calls its error retriable, as the client's docs ask for
+/// send_offsets_to_transaction, commit and abort (a retriable commit's outcome is unknown
+/// until a retry learns it).
+fn with_retries(
+    what: &str,
+    mut f: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 20 => {
+                eprintln!("{what}: {e}; retrying");
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether a transactional call failed in a way the application retries (librdkafka marks
@@ -166,14 +222,13 @@ pub fn copy_loop(
         }
         // Where this transaction starts, to rewind to if it aborts.
         let mut next: HashMap<i32, i64> = HashMap::new();
-        let mut records: Vec<(i32, Option<Vec<u8>>, Vec<u8>)> = Vec::new();
+        let mut records: Polled = Vec::new();
         let poll_until = Instant::now() + Duration::from_millis(500);
         while records.len() < batch && Instant::now() < poll_until {
             match consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     next.insert(m.partition(), m.offset() + 1);
                     records.push((
-                        m.partition(),
                         m.key().map(<[u8]>::to_vec),
                         m.payload().unwrap_or_default().to_vec(),
                     ));
@@ -189,28 +244,7 @@ pub fn copy_loop(
         let abort = abort_every > 0 && txn_no.is_multiple_of(abort_every);
         let outcome = (|| -> Result<(), KafkaError> {
             producer.begin_transaction()?;
-            for (_, key, value) in &records {
-                let mut r = BaseRecord::to(output).payload(value);
-                if let Some(k) = key {
-                    r = r.key(k);
-                }
-                let mut r = Some(r);
-                while let Some(rec) = r.take() {
-                    if let Err((e, rec)) = producer.send(rec) {
-                        if matches!(
-                            e,
-                            KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ) {
-                            std::thread::sleep(Duration::from_millis(10));
-                            r = Some(rec);
-                        } else {
-                            return Err(e);
-                        }
-                    }
-                }
-            }
+            send_tagged(&producer, output, &records, txn_no)?;
             let mut offsets = TopicPartitionList::new();
             for (p, o) in &next {
                 offsets.add_partition_offset(input, *p, Offset::Offset(*o))?;
@@ -218,16 +252,19 @@ pub fn copy_loop(
             let Some(meta) = consumer.group_metadata() else {
                 return Err(KafkaError::Canceled);
             };
-            producer.send_offsets_to_transaction(&offsets, &meta, TXN_TIMEOUT)?;
+            with_retries("send offsets", || {
+                producer.send_offsets_to_transaction(&offsets, &meta, TXN_TIMEOUT)
+            })?;
             if abort {
-                producer.abort_transaction(TXN_TIMEOUT)
+                with_retries("abort", || producer.abort_transaction(TXN_TIMEOUT))
             } else {
-                producer.commit_transaction(TXN_TIMEOUT)
+                with_retries("commit", || producer.commit_transaction(TXN_TIMEOUT))
             }
         })();
         let failed = match outcome {
             Ok(()) if !abort => {
                 report.committed += 1;
+                report.committed_sizes.insert(txn_no, records.len());
                 consumed += records.len();
                 between(report.committed)?;
                 false
@@ -240,9 +277,10 @@ pub fn copy_loop(
             Err(e) if retriable(&e) => {
                 eprintln!("transaction {txn_no}: {e}; aborting and redoing it");
                 report.retried_errors += 1;
-                if let Err(e) = producer.abort_transaction(TXN_TIMEOUT) {
-                    eprintln!("abort after {txn_no}'s failure: {e}");
-                }
+                with_retries("abort after a failure", || {
+                    producer.abort_transaction(TXN_TIMEOUT)
+                })
+                .with_context(|| format!("aborting transaction {txn_no} after {e}"))?;
                 true
             }
             Err(e) => return Err(e).with_context(|| format!("transaction {txn_no}")),
@@ -250,7 +288,18 @@ pub fn copy_loop(
         if failed {
             // Rewind to what the group has committed, which the aborted transaction did not
             // move: its records are consumed again by the next one.
-            let committed = consumer.committed(TXN_TIMEOUT)?;
+            // The group coordinator may be moving (a killed broker): ask again for a while.
+            let asked = Instant::now();
+            let committed = loop {
+                match consumer.committed(TXN_TIMEOUT) {
+                    Ok(c) => break c,
+                    Err(e) if asked.elapsed() < Duration::from_secs(60) => {
+                        eprintln!("committed offsets: {e}; asking again");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(e) => return Err(e).context("committed offsets for the rewind"),
+                }
+            };
             for e in committed.elements() {
                 let to = match e.offset() {
                     Offset::Offset(o) => Offset::Offset(o),
@@ -271,60 +320,80 @@ async fn fill(bootstrap: &str, topic: &str, n: usize) -> anyhow::Result<()> {
         .map(|_| ())
 }
 
-/// The exactly-once checks of a copy: read_committed has each input value once, nothing
-/// else; read_uncommitted also has aborted copies; returns (committed count, uncommitted
-/// count).
+/// The checks of a copy, printing every anomaly count: read_committed holds each input value
+/// exactly once, only from committed transactions (none aborted or unknown), each committed
+/// transaction whole; read_uncommitted also holds aborted copies. Returns (read_committed
+/// records, read_uncommitted records).
 pub fn check_copy(
     bootstrap: &str,
     output: &str,
     n: usize,
-    aborted_records: usize,
+    report: &CopyReport,
 ) -> anyhow::Result<(usize, usize)> {
     let committed = read_values(
         bootstrap,
         output,
         "read_committed",
-        Duration::from_secs(120),
+        Duration::from_secs(180),
     )?;
     let mut counts: HashMap<&str, usize> = HashMap::new();
+    let mut per_txn: HashMap<usize, usize> = HashMap::new();
+    let mut untagged = 0usize;
     for v in &committed {
-        *counts.entry(v.as_str()).or_default() += 1;
+        let Some((value, txn)) = v.rsplit_once('|') else {
+            untagged += 1;
+            continue;
+        };
+        *counts.entry(value).or_default() += 1;
+        match txn.parse::<usize>() {
+            Ok(t) => *per_txn.entry(t).or_default() += 1,
+            Err(_) => untagged += 1,
+        }
     }
     let duplicates = counts.values().filter(|c| **c > 1).count();
     let missing = (0..n)
         .filter(|i| !counts.contains_key(format!("value-{i}").as_str()))
         .count();
-    let foreign = counts
-        .keys()
-        .filter(|v| {
-            v.strip_prefix("value-")
-                .and_then(|i| i.parse::<usize>().ok())
-                .is_none_or(|i| i >= n)
-        })
+    let not_committed: usize = per_txn
+        .iter()
+        .filter(|(t, _)| !report.committed_sizes.contains_key(t))
+        .map(|(_, c)| *c)
+        .sum();
+    let torn = report
+        .committed_sizes
+        .iter()
+        .filter(|(t, size)| per_txn.get(t).copied().unwrap_or(0) != **size)
         .count();
     eprintln!(
-        "read_committed: {} records, {duplicates} duplicated, {missing} missing, {foreign} foreign",
+        "read_committed: {} records; anomalies: {duplicates} duplicated, {missing} missing, \
+         {not_committed} from aborted or unknown transactions, {torn} torn transactions, {untagged} untagged",
         committed.len()
     );
     ensure!(
-        duplicates == 0 && missing == 0 && foreign == 0 && committed.len() == n,
+        duplicates == 0 && missing == 0 && not_committed == 0 && torn == 0 && untagged == 0,
         "read_committed output is not exactly once"
+    );
+    ensure!(
+        committed.len() == n,
+        "read_committed holds {} records, the input {n}",
+        committed.len()
     );
     let uncommitted = read_values(
         bootstrap,
         output,
         "read_uncommitted",
-        Duration::from_secs(120),
+        Duration::from_secs(180),
     )?;
     eprintln!(
-        "read_uncommitted: {} records ({aborted_records} in aborted transactions)",
-        uncommitted.len()
+        "read_uncommitted: {} records ({} were sent in aborted transactions)",
+        uncommitted.len(),
+        report.aborted_records
     );
     // librdkafka's abort purges what it had not sent yet, so only part of an aborted
     // transaction may have reached the log; some of it must have.
     ensure!(
-        uncommitted.len() > n && uncommitted.len() <= n + aborted_records,
-        "read_uncommitted saw {} records, expected the {n} committed plus up to {aborted_records} aborted",
+        report.aborted == 0 || uncommitted.len() > n,
+        "read_uncommitted saw {} records: no aborted copy reached the log",
         uncommitted.len()
     );
     Ok((committed.len(), uncommitted.len()))
@@ -391,8 +460,7 @@ async fn consume_transform_produce_copies_each_record_exactly_once() -> anyhow::
     );
     ensure!(report.aborted > 0, "no transaction was aborted");
     let bootstrap = cluster.bootstrap();
-    let aborted = report.aborted_records;
-    tokio::task::spawn_blocking(move || check_copy(&bootstrap, "ctp-out", n, aborted)).await??;
+    tokio::task::spawn_blocking(move || check_copy(&bootstrap, "ctp-out", n, &report)).await??;
     let bootstrap = cluster.bootstrap();
     let total =
         tokio::task::spawn_blocking(move || committed_total(&bootstrap, "ctp", "ctp-in")).await??;
@@ -602,5 +670,95 @@ async fn aiokafka_commits_one_transaction_and_aborts_another() -> anyhow::Result
         all.iter().filter(|v| v.starts_with("aborted-")).count() == 10,
         "the aborted transaction's records are not in the log: {all:?}"
     );
+    Ok(())
+}
+
+/// The broker leading `topic`'s partition `partition`, from its state znode.
+async fn leader(cluster: &Cluster, topic: &str, partition: i32) -> anyhow::Result<i32> {
+    crate::replication::leader_of(cluster, topic, partition).await
+}
+
+/// `kill -9` of `id`, a restart, and the wait until every broker's metadata is whole again.
+async fn kill_and_restart(cluster: &Cluster, id: i32, what: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    cluster.kill(id).await?;
+    cluster.restart(id).await?;
+    clients::wait_metadata_ready(cluster).await?;
+    eprintln!(
+        "killed and restarted broker {id} ({what}) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exactly_once_through_coordinator_and_leader_kills() -> anyhow::Result<()> {
+    let n = 100_000;
+    let cluster = std::sync::Arc::new(clients::start_cluster(ClusterOptions::new(3)).await?);
+    topics(&cluster, &["chaos-in", "chaos-out"], 3).await?;
+    fill(&cluster.bootstrap(), "chaos-in", n).await?;
+    let group = "chaos";
+    let txn_partition = gregor::coordinator::hash::partition_for(&format!("{group}-copier"), 50);
+    let bootstrap = cluster.bootstrap();
+    let handle = tokio::runtime::Handle::current();
+    let c = cluster.clone();
+    let mut kills = 0usize;
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || {
+        let job = CopyJob {
+            bootstrap: &bootstrap,
+            input: "chaos-in",
+            output: "chaos-out",
+            group,
+            total: n,
+            batch: 500,
+            abort_every: 5,
+            deadline: Duration::from_secs(900),
+        };
+        copy_loop(&job, |committed| {
+            // Three kills of the coordinator's partition leader, then three of an output
+            // partition's leader, spread over the run.
+            if committed % 25 != 0 || kills >= 6 {
+                return Ok(());
+            }
+            let (topic, partition, what) = if kills < 3 {
+                (
+                    "__transaction_state",
+                    txn_partition,
+                    "transaction coordinator",
+                )
+            } else {
+                ("chaos-out", 0, "leader of chaos-out-0")
+            };
+            handle.block_on(async {
+                let id = leader(&c, topic, partition).await?;
+                kill_and_restart(&c, id, what).await
+            })?;
+            kills += 1;
+            Ok(())
+        })
+        .map(|r| (r, kills))
+    })
+    .await??;
+    let (report, kills) = report;
+    eprintln!(
+        "copied {n} records through {kills} kills in {:.1} s: {} committed and {} aborted transactions, {} errors retried",
+        started.elapsed().as_secs_f64(),
+        report.committed,
+        report.aborted,
+        report.retried_errors
+    );
+    ensure!(kills == 6, "only {kills} kills happened");
+    let bootstrap = cluster.bootstrap();
+    let checked = tokio::task::spawn_blocking(move || {
+        check_copy(&bootstrap, "chaos-out", n, &report)?;
+        committed_total(&bootstrap, group, "chaos-in")
+    })
+    .await??;
+    ensure!(
+        checked == n as i64,
+        "the group committed {checked} offsets, the input holds {n}"
+    );
+    eprintln!("committed group offsets: {checked} (= the input's {n} records)");
     Ok(())
 }
