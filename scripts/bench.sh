@@ -23,4 +23,8 @@ brokers="${BENCH_BROKERS:-$default_brokers}"
 bootstrap="$(scripts/cluster.sh up --brokers "$brokers" | tail -n 1)"
 cargo build --release -q -p integration-tests --bin gregor-bench
 echo "bench: bootstrap $bootstrap" >&2
-exec target/release/gregor-bench --bootstrap "$bootstrap" "$@"
+pid_args=()
+# With one broker its CPU per message is measured too (gregor-bench reads /proc/<pid>/stat).
+pid_file="${CLUSTER_DIR:-$ROOT/.cluster}/broker-0/broker.pid"
+if [[ "$brokers" == 1 && -r "$pid_file" ]]; then pid_args=(--broker-pid "$(<"$pid_file")"); fi
+exec target/release/gregor-bench --bootstrap "$bootstrap" "${pid_args[@]}" "$@"

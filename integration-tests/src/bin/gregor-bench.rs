@@ -261,6 +261,18 @@ fn produce_transactional(a: &Args, bootstrap: &str, topic: &str) -> anyhow::Resu
                 }
             }
         }
+        // The crate's commit_transaction first flushes by polling for up to 100 ms at a time,
+        // and with the producer's own polling thread taking the delivery reports that poll
+        // sleeps out its whole 100 ms on every transaction (librdkafka itself commits in about
+        // a millisecond here). Waiting for the deliveries first makes that flush return at once.
+        let flushing = Instant::now();
+        while producer.in_flight_count() > 0 {
+            anyhow::ensure!(
+                flushing.elapsed() < timeout,
+                "transaction not delivered in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
         producer.commit_transaction(timeout)?;
         sent = end;
     }

@@ -237,22 +237,37 @@ pub fn consume_all(
     let deadline = Instant::now() + timeout;
     // A partition is read once its last message or the consumer's position (which moves past
     // transaction markers, never handed to the application) reaches the high watermark.
-    let done = |out: &Consumed| {
-        let positions = consumer.position().ok();
+    // Positions cost librdkafka a lock and a list per call, so they are asked for only when a
+    // poll comes back empty or every POSITION_EVERY messages, never per message.
+    const POSITION_EVERY: usize = 10_000;
+    let read_to = |out: &Consumed, p: &i32, high: i64| {
+        high == 0
+            || out
+                .get(p)
+                .and_then(|v| v.last())
+                .is_some_and(|l| l.0 + 1 >= high)
+    };
+    let done = |out: &Consumed, ask_positions: bool| {
+        if end.iter().all(|(p, high)| read_to(out, p, *high)) {
+            return true;
+        }
+        if !ask_positions {
+            return false;
+        }
+        let Ok(positions) = consumer.position() else {
+            return false;
+        };
         end.iter().all(|(p, high)| {
-            *high == 0
-                || out
-                    .get(p)
-                    .and_then(|v| v.last())
-                    .is_some_and(|l| l.0 + 1 >= *high)
+            read_to(out, p, *high)
                 || positions
-                    .as_ref()
-                    .and_then(|t| t.find_partition(topic, *p))
+                    .find_partition(topic, *p)
                     .and_then(|e| e.offset().to_raw())
                     .is_some_and(|o| o >= *high)
         })
     };
-    while !done(&out) {
+    let mut ask_positions = true;
+    let mut since_positions = 0usize;
+    while !done(&out, ask_positions) {
         if Instant::now() > deadline {
             bail!(
                 "consumed {} messages before the timeout; ends {:?}",
@@ -260,22 +275,29 @@ pub fn consume_all(
                 end
             );
         }
-        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
-            let m = match m {
-                Ok(m) => m,
-                // librdkafka reports a lost connection (a broker of the bootstrap list that the
-                // test stopped) as a consumer error, yet goes on fetching from the others.
-                Err(e) if is_transient(&e) => {
-                    eprintln!("consume {topic}: {e}; going on");
-                    continue;
-                }
-                Err(e) => return Err(e).context("consume"),
-            };
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
-            let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
-            out.entry(m.partition())
-                .or_default()
-                .push((m.offset(), key, value));
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            ask_positions = true;
+            continue;
+        };
+        let m = match m {
+            Ok(m) => m,
+            // librdkafka reports a lost connection (a broker of the bootstrap list that the
+            // test stopped) as a consumer error, yet goes on fetching from the others.
+            Err(e) if is_transient(&e) => {
+                eprintln!("consume {topic}: {e}; going on");
+                continue;
+            }
+            Err(e) => return Err(e).context("consume"),
+        };
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).to_string();
+        let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string();
+        out.entry(m.partition())
+            .or_default()
+            .push((m.offset(), key, value));
+        since_positions += 1;
+        ask_positions = since_positions >= POSITION_EVERY;
+        if ask_positions {
+            since_positions = 0;
         }
     }
     Ok(out)

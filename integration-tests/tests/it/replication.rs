@@ -231,12 +231,11 @@ async fn chaos(rounds: &[Victim], idempotent: bool) -> anyhow::Result<()> {
     ensure!(failed == 0, "{failed} messages were not acknowledged");
     ensure!(acked.len() >= min, "only {} acked", acked.len());
 
-    let consumed = clients::consume_all(
-        &bootstrap,
-        topic,
-        TOPIC_PARTITIONS,
-        Duration::from_secs(180),
-    )?;
+    // The unpaced run acknowledges up to ~10 M messages; reading them back takes a loaded CI
+    // machine well over a minute, so the allowance grows with the count (25k messages a second).
+    let read_allowance =
+        Duration::from_secs(180).max(Duration::from_secs(acked.len() as u64 / 25_000));
+    let consumed = clients::consume_all(&bootstrap, topic, TOPIC_PARTITIONS, read_allowance)?;
     let total: usize = consumed.values().map(Vec::len).sum();
     let duplicates = check_acked_with_duplicates(&acked, &consumed)?;
     let per_partition: BTreeMap<i32, usize> = consumed.iter().map(|(p, v)| (*p, v.len())).collect();
