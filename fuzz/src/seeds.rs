@@ -419,6 +419,10 @@ fn frames_for(key: ApiKey, v: i16) -> Result<Vec<(String, Bytes)>, String> {
                 r.topics = None;
                 out.push(("all", enc(key, v, &r)?));
             }
+            if v >= 7 {
+                r.require_stable = true;
+                out.push(("stable", enc(key, v, &r)?));
+            }
         }
         ApiKey::InitProducerId => {
             let r = InitProducerIdRequest::default()

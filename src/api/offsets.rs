@@ -1,6 +1,9 @@
-//! OffsetCommit (8) v0–7 and OffsetFetch (9) v0–5 (reference §7). Version 0 of both reads and
+//! OffsetCommit (8) v0–7 and OffsetFetch (9) v0–7 (reference §7). Version 0 of both reads and
 //! writes ZooKeeper's `/consumers/<group>/offsets/…`, as Kafka does; later versions go to the
-//! group coordinator and `__consumer_offsets`.
+//! group coordinator and `__consumer_offsets`. OffsetFetch v7's `require_stable` (KIP-447, sent
+//! by read_committed consumers) answers UNSTABLE_OFFSET_COMMIT for a partition whose
+//! transactional offset commit still awaits its marker, so the consumer asks again instead of
+//! starting from the offset before the transaction.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -178,9 +181,11 @@ pub(super) async fn offset_fetch(
     } else {
         match ctx.coordinator.check(&group_id) {
             Ok(()) => (
-                ctx.coordinator
-                    .membership()
-                    .fetch_offsets(&group_id, requested),
+                ctx.coordinator.membership().fetch_offsets(
+                    &group_id,
+                    requested,
+                    request.require_stable,
+                ),
                 NONE,
             ),
             Err(e) => {
@@ -195,6 +200,7 @@ pub(super) async fn offset_fetch(
                             offset: -1,
                             leader_epoch: None,
                             metadata: String::new(),
+                            unstable: false,
                         })
                     })
                     .collect();
@@ -211,7 +217,11 @@ pub(super) async fn offset_fetch(
         p.committed_offset = f.offset;
         p.committed_leader_epoch = f.leader_epoch.unwrap_or(-1);
         p.metadata = Some(StrBytes::from_string(f.metadata));
-        p.error_code = error;
+        p.error_code = if f.unstable {
+            ResponseError::UnstableOffsetCommit.code()
+        } else {
+            error
+        };
         (f.topic, p)
     }))
     .into_iter()
@@ -248,6 +258,7 @@ async fn fetch_from_zookeeper(
                 offset,
                 leader_epoch: None,
                 metadata: String::new(),
+                unstable: false,
             });
         }
     }

@@ -2,7 +2,7 @@
 //! `doCommitOffsets` validation, the cache updated only after the records are committed, the
 //! reads, and the periodic expiry that writes tombstones and drops emptied groups.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
@@ -46,6 +46,9 @@ pub struct FetchedOffset {
     pub offset: i64,
     pub leader_epoch: Option<i32>,
     pub metadata: String,
+    /// A transaction's offset commit for the partition awaits its marker and the fetch asked
+    /// for stable offsets only (KIP-447): the client is to ask again, offset is -1.
+    pub unstable: bool,
 }
 
 /// The topics a live consumer-protocol group subscribes to, from its members' subscriptions
@@ -229,35 +232,46 @@ impl Membership {
         &self,
         group_id: &str,
         topics: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
     ) -> Vec<FetchedOffset> {
         let groups = self.groups();
-        let offsets: BTreeMap<(String, i32), OffsetValue> = groups
-            .get(group_id)
-            .map(|e| e.group.offsets.clone())
-            .unwrap_or_default();
-        let answer =
-            |topic: &str, partition: i32| match offsets.get(&(topic.to_string(), partition)) {
+        let group = groups.get(group_id).map(|e| &e.group);
+        let offsets = group.map(|g| &g.offsets);
+        // Kafka's `hasPendingOffsetCommitsForTopicPartition`, for the transactional ones.
+        let pending = |key: &(String, i32)| {
+            group.is_some_and(|g| g.pending_txn_offsets.values().any(|o| o.contains_key(key)))
+        };
+        let answer = |topic: &str, partition: i32| {
+            let key = (topic.to_string(), partition);
+            let committed = offsets.and_then(|o| o.get(&key));
+            let unstable = require_stable && pending(&key);
+            match committed.filter(|_| !unstable) {
                 Some(v) => FetchedOffset {
-                    topic: topic.to_string(),
+                    topic: key.0,
                     partition,
                     offset: v.offset,
                     leader_epoch: v.leader_epoch,
                     metadata: v.metadata.clone(),
+                    unstable,
                 },
                 None => FetchedOffset {
-                    topic: topic.to_string(),
+                    topic: key.0,
                     partition,
                     offset: -1,
                     leader_epoch: None,
                     metadata: String::new(),
+                    unstable,
                 },
-            };
+            }
+        };
         match topics {
             Some(topics) => topics
                 .iter()
                 .flat_map(|(t, ps)| ps.iter().map(|p| answer(t, *p)).collect::<Vec<_>>())
                 .collect(),
-            None => offsets.keys().map(|(t, p)| answer(t, *p)).collect(),
+            None => offsets
+                .map(|o| o.keys().map(|(t, p)| answer(t, *p)).collect())
+                .unwrap_or_default(),
         }
     }
 

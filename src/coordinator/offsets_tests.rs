@@ -48,14 +48,14 @@ async fn standalone_commits_round_trip_with_metadata() {
         .commit_offsets(commit("simple", -1, "", &[("t", 0, 10), ("t", 1, 20)]), 100)
         .await;
     assert_eq!(codes, vec![Ok(()), Ok(())]);
-    let fetched = m.fetch_offsets("simple", Some(vec![("t".into(), vec![0, 1, 2])]));
+    let fetched = m.fetch_offsets("simple", Some(vec![("t".into(), vec![0, 1, 2])]), false);
     assert_eq!(fetched[0].offset, 10);
     assert_eq!(fetched[0].metadata, "meta-t-0");
     assert_eq!(fetched[0].leader_epoch, Some(3));
     assert_eq!(fetched[1].offset, 20);
     assert_eq!(fetched[2].offset, -1, "nothing committed for partition 2");
     assert_eq!(
-        m.fetch_offsets("simple", None).len(),
+        m.fetch_offsets("simple", None, false).len(),
         2,
         "null topics = all"
     );
@@ -70,11 +70,11 @@ async fn standalone_commits_round_trip_with_metadata() {
 #[tokio::test]
 async fn unknown_groups_fetch_minus_one() {
     let (m, _) = membership();
-    let fetched = m.fetch_offsets("nobody", Some(vec![("t".into(), vec![0, 1])]));
+    let fetched = m.fetch_offsets("nobody", Some(vec![("t".into(), vec![0, 1])]), false);
     assert!(fetched
         .iter()
         .all(|f| f.offset == -1 && f.metadata.is_empty()));
-    assert!(m.fetch_offsets("nobody", None).is_empty());
+    assert!(m.fetch_offsets("nobody", None, false).is_empty());
 }
 
 #[tokio::test]
@@ -113,7 +113,7 @@ async fn commit_validation_follows_kafka() {
             .await,
         vec![Err(GroupError::InvalidCommitOffsetSize)]
     );
-    assert_eq!(m.fetch_offsets("g", None)[0].offset, 2);
+    assert_eq!(m.fetch_offsets("g", None, false)[0].offset, 2);
 }
 
 #[tokio::test]
@@ -165,7 +165,7 @@ async fn member_commits_need_the_current_generation() {
         .await;
     assert_eq!(m.expire_offsets(10_000), (1, 0));
     let left: Vec<String> = m
-        .fetch_offsets("g", None)
+        .fetch_offsets("g", None, false)
         .into_iter()
         .map(|f| f.topic)
         .collect();
@@ -181,7 +181,7 @@ async fn expiry_removes_old_offsets_then_the_empty_group() {
         .await;
     // Retention is 1000 ms from each commit (no protocol type: a simple consumer).
     assert_eq!(m.expire_offsets(1000), (1, 0));
-    assert_eq!(m.fetch_offsets("s", None).len(), 1);
+    assert_eq!(m.fetch_offsets("s", None, false).len(), 1);
     assert_eq!(
         m.expire_offsets(1900),
         (1, 1),
@@ -228,12 +228,12 @@ async fn what_was_written_loads_back_after_unload() {
         data.extend_from_slice(&b);
     }
     assert_eq!(m.unload(partition), 1);
-    assert_eq!(m.fetch_offsets("a", None).len(), 0);
+    assert_eq!(m.fetch_offsets("a", None, false).len(), 0);
     let mut replayed = Replayed::default();
     replayed.apply_batches(&data);
     assert_eq!(replayed.skipped, 0);
     assert_eq!(m.install(partition, replayed), (1, 1));
-    let fetched = m.fetch_offsets("a", None);
+    let fetched = m.fetch_offsets("a", None, false);
     assert_eq!(fetched.len(), 1, "the tombstone removed u-2");
     assert_eq!(
         (fetched[0].offset, fetched[0].metadata.as_str()),
@@ -270,11 +270,22 @@ async fn transactional_offsets_wait_for_their_marker() {
         .await;
     assert_eq!(codes, vec![Ok(())]);
     assert!(m.has_pending_txn_offsets("txg"));
-    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]));
+    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]), false);
     assert_eq!(
         (fetched[0].offset, fetched[1].offset),
         (-1, -1),
         "pending offsets are invisible"
+    );
+    assert!(fetched.iter().all(|f| !f.unstable));
+    // A fetch that requires stable offsets (OffsetFetch v7) is told to come back.
+    let stable = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1, 2])]), true);
+    assert_eq!(
+        stable
+            .iter()
+            .map(|f| (f.offset, f.unstable))
+            .collect::<Vec<_>>(),
+        vec![(-1, true), (-1, true), (-1, false)],
+        "partitions 0 and 1 await a marker, 2 has nothing pending"
     );
     // Expiry does not take a group whose offsets await a marker.
     assert_eq!(m.expire_offsets(10_000).1, 0);
@@ -286,9 +297,17 @@ async fn transactional_offsets_wait_for_their_marker() {
         0,
         "an abort drops the offsets"
     );
-    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]));
+    let fetched = m.fetch_offsets("txg", Some(vec![("t".into(), vec![0, 1])]), false);
     assert_eq!((fetched[0].offset, fetched[1].offset), (5, -1));
     assert!(!m.has_pending_txn_offsets("txg"));
+    let stable = m.fetch_offsets("txg", None, true);
+    assert_eq!(
+        stable
+            .iter()
+            .map(|f| (f.offset, f.unstable))
+            .collect::<Vec<_>>(),
+        vec![(5, false)]
+    );
 }
 
 #[test]
@@ -353,7 +372,7 @@ fn a_replayed_transactional_commit_counts_only_after_its_commit_marker() {
     let (m, _log) = membership();
     m.install(m.partition_of("g"), r);
     assert!(m.has_pending_txn_offsets("g"));
-    let fetched = m.fetch_offsets("g", Some(vec![("t".into(), vec![0, 1, 2])]));
+    let fetched = m.fetch_offsets("g", Some(vec![("t".into(), vec![0, 1, 2])]), false);
     assert_eq!(
         fetched.iter().map(|f| f.offset).collect::<Vec<_>>(),
         vec![42, -1, -1]

@@ -25,7 +25,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // The group APIs start at 0: librdkafka's balanced consumer needs FindCoordinator,
     // JoinGroup, SyncGroup, Heartbeat and LeaveGroup v0 to overlap.
     (ApiKey::OffsetCommit, 0, 7),
-    (ApiKey::OffsetFetch, 0, 5),
+    (ApiKey::OffsetFetch, 0, 7),
     (ApiKey::FindCoordinator, 0, 2),
     (ApiKey::JoinGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 3),

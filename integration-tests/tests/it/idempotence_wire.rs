@@ -144,12 +144,23 @@ pub(crate) async fn list_latest(
     topic: &str,
     isolation: i8,
 ) -> anyhow::Result<i64> {
+    list_latest_of(conn, topic, 0, isolation).await
+}
+
+/// ListOffsets latest of `topic`'s `partition` at `isolation` (0 = the high watermark, 1 = the LSO).
+pub(crate) async fn list_latest_of(
+    conn: &mut BrokerConnection,
+    topic: &str,
+    partition: i32,
+    isolation: i8,
+) -> anyhow::Result<i64> {
     let mut req = ListOffsetsRequest::default();
     req.replica_id = BrokerId(-1);
     req.isolation_level = isolation;
     let mut t = ListOffsetsTopic::default();
     t.name = TopicName(StrBytes::from_string(topic.to_string()));
     let mut p = ListOffsetsPartition::default();
+    p.partition_index = partition;
     p.timestamp = -1;
     p.current_leader_epoch = -1;
     t.partitions = vec![p];

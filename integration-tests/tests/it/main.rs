@@ -31,4 +31,5 @@ mod replication;
 mod shutdown;
 mod transactions;
 mod txn_log;
+mod txn_wire;
 mod validation;

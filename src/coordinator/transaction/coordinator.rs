@@ -537,19 +537,78 @@ impl TransactionCoordinator {
         started
     }
 
-    /// Starts the periodic abort of timed-out transactions.
-    pub fn start(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        let me = self.clone();
-        vec![spawn_every(
-            self.inner.config.abort_check_interval,
-            shutdown,
-            move || {
-                let me = me.clone();
-                async move {
-                    me.abort_timed_out(now_ms()).await;
+    /// Removes transactional ids idle for `transactional.id.expiration.ms`, as Kafka's
+    /// `removeExpiredTransactionalIds`: only an id with no transaction open or completing
+    /// (Empty, CompleteCommit, CompleteAbort, nothing pending) goes; a tombstone in
+    /// `__transaction_state` makes the removal survive a reload. Returns how many went.
+    pub async fn expire_transactional_ids(&self, now: i64) -> usize {
+        let horizon = now.saturating_sub(self.inner.config.expiration_ms);
+        let candidates: Vec<(String, i64, i16)> = self
+            .owned()
+            .values()
+            .filter(|p| !p.loading)
+            .flat_map(|p| p.txns.values())
+            .filter(|t| t.pending.is_none() && is_idle(t.state) && t.last_update_ms <= horizon)
+            .map(|t| (t.transactional_id.clone(), t.producer_id, t.producer_epoch))
+            .collect();
+        let mut removed = 0;
+        for (id, pid, epoch) in candidates {
+            // Re-checked under the lock: the producer may have come back since the scan.
+            let dead = self.with_txn(&id, |t, coordinator_epoch| {
+                let unchanged = t.producer_id == pid && t.producer_epoch == epoch;
+                if !unchanged
+                    || t.pending.is_some()
+                    || !is_idle(t.state)
+                    || t.last_update_ms > horizon
+                {
+                    return Ok(None);
                 }
-            },
-        )]
+                let transit = t.prepare_dead().map_err(|e| illegal(&id, &e))?;
+                Ok(Some((transit, coordinator_epoch)))
+            });
+            let Ok(Some((transit, coordinator_epoch))) = dead else {
+                continue;
+            };
+            match self.write(&id, coordinator_epoch, &transit).await {
+                Ok(()) => {
+                    removed += 1;
+                    tracing::info!(transactional_id = %id, producer_id = pid,
+                        "transactional id expired");
+                }
+                Err(e) => {
+                    tracing::warn!(transactional_id = %id, error = %e, "expired transactional id not removed")
+                }
+            }
+        }
+        removed
+    }
+
+    /// Starts the periodic abort of timed-out transactions and removal of expired ids.
+    pub fn start(&self, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let aborter = self.clone();
+        let expirer = self.clone();
+        vec![
+            spawn_every(
+                self.inner.config.abort_check_interval,
+                shutdown.clone(),
+                move || {
+                    let me = aborter.clone();
+                    async move {
+                        me.abort_timed_out(now_ms()).await;
+                    }
+                },
+            ),
+            spawn_every(
+                self.inner.config.expiry_check_interval,
+                shutdown,
+                move || {
+                    let me = expirer.clone();
+                    async move {
+                        me.expire_transactional_ids(now_ms()).await;
+                    }
+                },
+            ),
+        ]
     }
 
     /// (state, producer id, epoch, partitions) of `id`, for tests and tools.
@@ -566,6 +625,14 @@ impl TransactionCoordinator {
                 )
             })
     }
+}
+
+/// States in which no transaction of the id is open or being completed.
+fn is_idle(state: TxnState) -> bool {
+    matches!(
+        state,
+        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+    )
 }
 
 fn illegal(id: &str, e: &super::metadata::TransitionError) -> TxnError {
