@@ -297,6 +297,7 @@ impl Log {
         batch::set_partition_leader_epoch(&mut head, leader_epoch)?;
         let mut segments = write(&self.segments);
         self.ensure_open()?;
+        self.repair_producer_state(&mut segments)?;
         let base_offset = self.log_end_offset();
         batch::set_base_offset(&mut head, base_offset)?;
         let header = BatchHeader {

@@ -35,6 +35,35 @@ impl Log {
         lock(&self.producers).entry(producer_id).cloned()
     }
 
+    /// Rebuilds the producer state when an earlier rebuild failed part-way; called under the
+    /// segments' write lock before an append or a truncation, which fail with the rebuild's
+    /// error for as long as it keeps failing: an idempotent batch checked against a half-built
+    /// state could be taken for new when it is a retry, or refused when it is not.
+    pub(crate) fn repair_producer_state(
+        &self,
+        segments: &mut BTreeMap<i64, LogSegment>,
+    ) -> Result<(), LogError> {
+        let mut producers = lock(&self.producers);
+        if !producers.is_stale() {
+            return Ok(());
+        }
+        let last_offset = self.log_end_offset();
+        rebuild(
+            &mut producers,
+            &mut Rebuild {
+                segments,
+                log_start: self.log_start_offset().min(last_offset),
+                last_offset,
+                reload_from_clean_shutdown: false,
+                now: crate::util::clock::now_ms(),
+                txn_index_from: None,
+            },
+        )?;
+        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition,
+            log_end_offset = last_offset, "producer state rebuilt after an earlier failure");
+        Ok(())
+    }
+
     /// The offsets of this log's producer snapshot files.
     pub fn producer_snapshot_offsets(&self) -> Vec<i64> {
         lock(&self.producers).snapshot_offsets()
@@ -52,10 +81,18 @@ pub(crate) struct Rebuild<'a> {
     pub txn_index_from: Option<i64>,
 }
 
+/// Rebuilds `state` for the log `r` describes; a failure part-way leaves it marked stale, so
+/// that the log repairs it before the next append (see [`Log::repair_producer_state`]).
 pub(crate) fn rebuild(
     state: &mut ProducerStateManager,
     r: &mut Rebuild<'_>,
 ) -> Result<(), LogError> {
+    let result = rebuild_state(state, r);
+    state.set_stale(result.is_err());
+    result
+}
+
+fn rebuild_state(state: &mut ProducerStateManager, r: &mut Rebuild<'_>) -> Result<(), LogError> {
     let mut bases = r.segments.keys().rev();
     let last_base = bases.next().copied();
     let second_last_base = bases.next().copied();

@@ -126,9 +126,24 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<SnapshotEntry>, CorruptSnapshot> 
         .collect())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// A snapshot path whose write fails on this thread as if the process had no descriptor
+    /// left (tests of the recovery from a failed rebuild; EMFILE leaves the directory online).
+    pub(crate) static FAIL_WRITE: std::cell::RefCell<Option<std::path::PathBuf>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// Writes the snapshot for `offset` and forces it to disk.
 pub(crate) fn write(dir: &Path, offset: i64, entries: &[SnapshotEntry]) -> Result<(), LogError> {
     let path = snapshot_path(dir, offset);
+    #[cfg(test)]
+    if FAIL_WRITE.with(|f| f.borrow().as_deref() == Some(path.as_path())) {
+        return Err(LogError::io(
+            &path,
+            std::io::Error::from_raw_os_error(libc::EMFILE),
+        ));
+    }
     let bytes = encode(entries);
     let mut file = std::fs::OpenOptions::new()
         .create(true)

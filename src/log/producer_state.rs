@@ -228,6 +228,10 @@ pub(crate) struct ProducerStateManager {
     /// Ended transactions whose marker the high watermark has not passed yet: first offset →
     /// (producer id, marker offset).
     unreplicated: BTreeMap<i64, (i64, i64)>,
+    /// A rebuild failed part-way (a snapshot write refused, say for want of descriptors, which
+    /// does not take the directory offline): the state does not match the log until a
+    /// rebuild succeeds, and the log refuses appends until then.
+    stale: bool,
 }
 
 impl std::fmt::Debug for ProducerStateManager {
@@ -257,6 +261,7 @@ impl ProducerStateManager {
             expiration_ms,
             ongoing: BTreeMap::new(),
             unreplicated: BTreeMap::new(),
+            stale: false,
         })
     }
 
@@ -643,6 +648,16 @@ impl ProducerStateManager {
         }
         self.last_snap_offset = 0;
         self.last_map_offset = offset;
+        // Empty is right for an empty log, whatever an earlier rebuild left.
+        self.stale = false;
         Ok(())
+    }
+
+    pub(crate) fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    pub(crate) fn set_stale(&mut self, stale: bool) {
+        self.stale = stale;
     }
 }

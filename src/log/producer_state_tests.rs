@@ -352,6 +352,51 @@ fn truncation_and_retention_keep_state_and_snapshots_consistent() {
     assert!(log.producer_entry(4).is_none());
 }
 
+/// A rebuild after truncation that fails part-way (its snapshot write gets EMFILE, which
+/// does not take the directory offline) leaves the state stale: appends and retried
+/// truncations fail until a rebuild succeeds, and the first append after that sees the
+/// producer as the truncated log has it.
+#[test]
+fn a_failed_rebuild_after_truncation_is_repaired_before_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mgr = start(dir.path());
+    let log = mgr.get_or_create_log(&tp(), small_config()).unwrap();
+    for i in 0..30 {
+        append(&log, idem(4, 0, i, 1, false)).unwrap();
+    }
+    let target = 21;
+    assert!(
+        !snapshot_files(log.dir()).contains(&target),
+        "the rebuild must have a snapshot to write at {target}"
+    );
+    let blocked = producer_snapshot::snapshot_path(log.dir(), target);
+    producer_snapshot::FAIL_WRITE.with(|f| *f.borrow_mut() = Some(blocked.clone()));
+    let e = log.truncate_to(target).unwrap_err();
+    assert!(
+        matches!(&e, LogError::OutOfDescriptors { path, .. } if *path == blocked),
+        "{e}"
+    );
+    assert_eq!(log.log_end_offset(), target);
+    // The batch at 21 was cut: its retry must not be answered from a half-built state.
+    let e = append(&log, idem(4, 0, 21, 1, false)).unwrap_err();
+    assert!(matches!(e, LogError::OutOfDescriptors { .. }), "{e}");
+    assert!(
+        log.truncate_to(target).is_err(),
+        "a retried truncation rebuilds again"
+    );
+    assert_eq!(log.log_end_offset(), target);
+    producer_snapshot::FAIL_WRITE.with(|f| *f.borrow_mut() = None);
+    assert_eq!(
+        append(&log, idem(4, 0, 20, 1, false)).unwrap(),
+        (20, 20),
+        "a retry of a batch still in the log gets its original offset"
+    );
+    let e = producer_err(append(&log, idem(4, 0, 25, 1, false)));
+    assert!(matches!(e, ProducerError::OutOfOrderSequence(_)));
+    assert_eq!(append(&log, idem(4, 0, 21, 1, false)).unwrap(), (21, 21));
+    assert!(snapshot_files(log.dir()).contains(&target));
+}
+
 #[test]
 fn followers_build_the_same_state_from_replicated_batches() {
     let dir = tempfile::tempdir().unwrap();

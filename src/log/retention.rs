@@ -50,7 +50,8 @@ impl Log {
         let config = self.config();
         let mut segments = write(&self.segments);
         if offset >= self.log_end_offset() {
-            return Ok(());
+            // Nothing to cut, but a retry after a failed rebuild must still repair the state.
+            return self.repair_producer_state(&mut segments);
         }
         if segments.keys().next().is_some_and(|first| *first > offset) {
             return self.truncate_fully_locked(&mut segments, &config, offset);
