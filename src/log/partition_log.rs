@@ -377,6 +377,7 @@ impl Log {
         }
         let mut segments = write(&self.segments);
         self.ensure_open()?;
+        self.repair_producer_state(&mut segments)?;
         let leo = self.log_end_offset();
         let Some((first, _)) = parsed.first() else {
             return Ok(AppendInfo {
@@ -499,6 +500,8 @@ impl Log {
         new_offset: i64,
         now: i64,
     ) -> Result<(), LogError> {
+        // A roll snapshots the producer state, which must not be a half-built one.
+        self.repair_producer_state(segments)?;
         let new_offset = new_offset.max(self.log_end_offset());
         let current = active_mut(segments)?;
         if current.base_offset() == new_offset && current.size() == 0 {

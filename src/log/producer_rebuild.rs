@@ -36,8 +36,8 @@ impl Log {
     }
 
     /// Rebuilds the producer state when an earlier rebuild failed part-way; called under the
-    /// segments' write lock before an append or a truncation, which fail with the rebuild's
-    /// error for as long as it keeps failing: an idempotent batch checked against a half-built
+    /// segments' write lock before every append (leader or follower), roll and truncation,
+    /// which fail with the rebuild's error for as long as it keeps failing: an idempotent batch checked against a half-built
     /// state could be taken for new when it is a retry, or refused when it is not.
     pub(crate) fn repair_producer_state(
         &self,
@@ -48,14 +48,20 @@ impl Log {
             return Ok(());
         }
         let last_offset = self.log_end_offset();
+        let log_start = self.log_start_offset().min(last_offset);
+        let now = crate::util::clock::now_ms();
+        // Whatever the failed rebuild left in memory goes; its snapshots were written by the
+        // replay before the failure and hold the state at their offsets, so reloading the
+        // newest one and replaying from there is exact.
+        producers.reload_at_or_below(log_start, last_offset, now)?;
         rebuild(
             &mut producers,
             &mut Rebuild {
                 segments,
-                log_start: self.log_start_offset().min(last_offset),
+                log_start,
                 last_offset,
                 reload_from_clean_shutdown: false,
-                now: crate::util::clock::now_ms(),
+                now,
                 txn_index_from: None,
             },
         )?;

@@ -384,6 +384,17 @@ fn a_failed_rebuild_after_truncation_is_repaired_before_the_next_append() {
         log.truncate_to(target).is_err(),
         "a retried truncation rebuilds again"
     );
+    let mut replicated = idem(4, 0, 21, 1, false);
+    batch::set_base_offset(&mut replicated, target).unwrap();
+    let e = log.append_as_follower(replicated.freeze()).unwrap_err();
+    assert!(
+        matches!(e, LogError::OutOfDescriptors { .. }),
+        "follower append: {e}"
+    );
+    assert!(
+        log.roll().is_err(),
+        "a roll would snapshot the half-built state"
+    );
     assert_eq!(log.log_end_offset(), target);
     producer_snapshot::FAIL_WRITE.with(|f| *f.borrow_mut() = None);
     assert_eq!(

@@ -230,6 +230,23 @@ impl TransactionCoordinator {
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), TxnError> {
+        // The expiry of idle ids may remove this one between the lookup below and its use
+        // (the lock is not held across the producer-id allocation): the second try finds it
+        // gone and starts it afresh, as Kafka would, instead of answering a mapping error.
+        match self.init_producer_id_once(id, timeout_ms, expected).await {
+            Err(TxnError::InvalidProducerIdMapping) => {
+                self.init_producer_id_once(id, timeout_ms, expected).await
+            }
+            other => other,
+        }
+    }
+
+    async fn init_producer_id_once(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
         if id.is_empty() {
             return Err(TxnError::InvalidRequest);
         }
