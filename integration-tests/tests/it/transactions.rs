@@ -131,12 +131,16 @@ fn send_tagged(
             r = r.key(k);
         }
         let mut r = Some(r);
+        let full_since = Instant::now();
         while let Some(rec) = r.take() {
             if let Err((e, rec)) = producer.send(rec) {
-                if !matches!(
+                let full = matches!(
                     e,
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                ) {
+                );
+                // A queue that stays full means nothing is delivered: fail loudly, not spin.
+                if !full || full_since.elapsed() > Duration::from_secs(60) {
+                    eprintln!("send_tagged: transaction {txn_no}: {e}");
                     return Err(e);
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -216,6 +220,7 @@ pub fn copy_loop(
     let mut consumed = 0usize;
     let mut txn_no = 0usize;
     let started = Instant::now();
+    let mut idle_since = Instant::now();
     while consumed < total {
         if started.elapsed() > deadline {
             bail!("copied {consumed} of {total} before the deadline: {report:?}");
@@ -238,10 +243,22 @@ pub fn copy_loop(
             }
         }
         if records.is_empty() {
+            // Say why the copy stands still, so a stall shows in the test's output.
+            if idle_since.elapsed() > Duration::from_secs(20) {
+                eprintln!(
+                    "copy loop: nothing polled for {:?} after {consumed} records; assignment {:?}, positions {:?}",
+                    idle_since.elapsed(),
+                    consumer.assignment().map(|a| a.count()),
+                    consumer.position().ok()
+                );
+                idle_since = Instant::now();
+            }
             continue;
         }
+        idle_since = Instant::now();
         txn_no += 1;
         let abort = abort_every > 0 && txn_no.is_multiple_of(abort_every);
+        let txn_started = Instant::now();
         let outcome = (|| -> Result<(), KafkaError> {
             producer.begin_transaction()?;
             send_tagged(&producer, output, &records, txn_no)?;
@@ -261,6 +278,12 @@ pub fn copy_loop(
                 with_retries("commit", || producer.commit_transaction(TXN_TIMEOUT))
             }
         })();
+        if txn_started.elapsed() > Duration::from_secs(20) {
+            eprintln!(
+                "transaction {txn_no} took {:?}: {outcome:?}",
+                txn_started.elapsed()
+            );
+        }
         let failed = match outcome {
             Ok(()) if !abort => {
                 report.committed += 1;
@@ -713,7 +736,8 @@ async fn exactly_once_through_coordinator_and_leader_kills() -> anyhow::Result<(
             total: n,
             batch: 500,
             abort_every: 5,
-            deadline: Duration::from_secs(900),
+            // Below nextest's 600-s kill, so a stalled copy fails with its own report.
+            deadline: Duration::from_secs(540),
         };
         copy_loop(&job, |committed| {
             // Three kills of the coordinator's partition leader, then three of an output
