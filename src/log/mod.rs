@@ -39,6 +39,7 @@ mod recovery;
 mod retention;
 mod scan;
 mod segment;
+mod tail_positions;
 mod time_index;
 mod txn_index;
 mod txn_log;

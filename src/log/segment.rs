@@ -8,6 +8,7 @@ use super::error::{IoContext, LogError};
 use super::index::OffsetIndex;
 use super::mmap_file::{sync_path, with_suffix};
 use super::scan::{read_fully_at, ScanError, Scanner, READ_WINDOW, RECOVERY_WINDOW};
+use super::tail_positions::TailPositions;
 use super::time_index::{TimeIndex, NO_TIMESTAMP};
 use super::txn_index::{TxnIndex, TXN_INDEX_SUFFIX};
 use crate::protocol::batch::BatchHeader;
@@ -66,6 +67,8 @@ pub(crate) struct LogSegment {
     rolling_based_timestamp: Option<i64>,
     created_ms: i64,
     roll_jitter_ms: i64,
+    /// Where the last appended batches start, so tail reads skip the header walk.
+    tail: TailPositions,
 }
 
 /// The files of one segment to fsync, gathered under the log lock and synced without it.
@@ -172,6 +175,7 @@ impl LogSegment {
             rolling_based_timestamp: None,
             created_ms: now,
             roll_jitter_ms: config.random_segment_jitter(),
+            tail: TailPositions::default(),
         })
     }
 
@@ -359,6 +363,7 @@ impl LogSegment {
             self.file.set_len(valid).at(&self.log_path)?;
             self.size = valid;
         }
+        self.tail.clear();
         self.bytes_since_last_index_entry = valid - last_index_entry;
         self.time_index.maybe_append(
             self.max_timestamp_so_far,
@@ -446,6 +451,7 @@ impl LogSegment {
                 self.bytes_since_last_index_entry = 0;
             }
             self.bytes_since_last_index_entry += b.size;
+            self.tail.push(b.last_offset, physical + b.pos);
         }
         self.size += data_len;
         Ok(())
@@ -454,6 +460,8 @@ impl LogSegment {
     /// Called when a newer segment takes over: records the final max timestamp and trims
     /// the preallocated indexes to their used size.
     pub(crate) fn on_become_inactive(&mut self) -> Result<(), LogError> {
+        // Reads of older segments are rare; the memory goes with the role.
+        self.tail.clear();
         self.time_index.maybe_append(
             self.max_timestamp_so_far,
             self.offset_of_max_timestamp,
@@ -468,7 +476,10 @@ impl LogSegment {
         &self,
         offset: i64,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
-        let (_, start) = self.index.lookup(offset);
+        let start = match self.tail.start_for(offset) {
+            Some(pos) => pos,
+            None => self.index.lookup(offset).1,
+        };
         Scanner::new(&self.file, self.size, READ_WINDOW)
             .find_batch(start, offset)
             .map_err(|e| scan_err(&self.log_path, e))
@@ -526,6 +537,7 @@ impl LogSegment {
             self.file.set_len(pos).at(&self.log_path)?;
             self.size = pos;
         }
+        self.tail.truncate_to_size(self.size);
         if self.size == 0 {
             self.created_ms = now;
             self.rolling_based_timestamp = None;
@@ -663,6 +675,36 @@ mod tests {
         assert!(seg.translate_offset(6).unwrap().is_none());
         append(&mut seg, 6, 2000, 10);
         assert_eq!(seg.load_tail().unwrap(), 8);
+    }
+
+    /// The remembered tail positions must give exactly what the index and a header walk give,
+    /// before and after a truncation, for every offset.
+    #[test]
+    fn tail_positions_translate_as_the_index_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = LogSegment::create(dir.path(), 0, &config(), 0).unwrap();
+        for i in 0..300 {
+            append(&mut seg, 2 * i, 1000 + i, 10);
+        }
+        seg.truncate_to(401, 1024, 0).unwrap();
+        for i in 200..260 {
+            append(&mut seg, 2 * i, 3000 + i, 10);
+        }
+        let reopened = LogSegment::open(dir.path(), 0, &config(), 0).unwrap();
+        assert!(
+            reopened.tail.start_for(500).is_none(),
+            "a reopened segment walks from the index"
+        );
+        for target in 0..=521 {
+            let walked = reopened.translate_offset(target).unwrap();
+            let remembered = seg.translate_offset(target).unwrap();
+            assert_eq!(
+                walked.map(|(p, h)| (p, h.base_offset)),
+                remembered.map(|(p, h)| (p, h.base_offset)),
+                "offset {target}"
+            );
+        }
+        assert!(seg.translate_offset(520).unwrap().is_none());
     }
 
     #[test]

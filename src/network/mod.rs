@@ -14,14 +14,15 @@ use std::time::Duration;
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
 
-use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use bytes::Buf;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiContext};
 use crate::protocol::file_region::{Chunk, FileRegion};
+use crate::protocol::frame_reader::FrameReader;
 
 mod budget;
 mod quotas;
@@ -121,17 +122,15 @@ pub enum ConnectionError {
 
 /// Reads the 4-byte size; `Ok(None)` on a clean close or shutdown between requests.
 async fn read_size(
+    reader: &mut FrameReader,
     stream: &mut TcpStream,
     limits: &ConnectionLimits,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<i32>, ConnectionError> {
-    let mut size = [0u8; 4];
     tokio::select! {
-        r = tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut size)) => match r {
+        r = tokio::time::timeout(limits.idle_timeout, reader.read_size(stream)) => match r {
             Err(_) => Err(ConnectionError::Idle(limits.idle_timeout)),
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Ok(Err(e)) => Err(e.into()),
-            Ok(Ok(_)) => Ok(Some(i32::from_be_bytes(size))),
+            Ok(r) => Ok(r?),
         },
         _ = shutdown.changed() => Ok(None),
     }
@@ -146,11 +145,12 @@ async fn handle_connection(
 ) -> Result<(), ConnectionError> {
     // Group members report their host as Kafka does; formatted once, not per request.
     let client_host: std::sync::Arc<str> = format!("/{}", peer.ip()).into();
+    let mut reader = FrameReader::default();
     loop {
         if *shutdown.borrow() {
             return Ok(());
         }
-        let Some(size) = read_size(&mut stream, limits, &mut shutdown).await? else {
+        let Some(size) = read_size(&mut reader, &mut stream, limits, &mut shutdown).await? else {
             return Ok(());
         };
         if size < 0 || size as usize > limits.max_request_bytes {
@@ -159,20 +159,22 @@ async fn handle_connection(
                 max: limits.max_request_bytes,
             });
         }
-        // The buffer is allocated only within the broker's budget (see `budget`).
+        // The frame is allocated only within the broker's budget (see `budget`).
         let reserved = tokio::select! {
             r = limits.budget.reserve(size as usize) => r,
             _ = shutdown.changed() => return Ok(()),
         };
-        let mut frame = BytesMut::zeroed(size as usize);
         // A client that sends a size and then stalls is as idle as one that sends nothing.
-        tokio::time::timeout(limits.idle_timeout, stream.read_exact(&mut frame))
-            .await
-            .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
+        let frame = tokio::time::timeout(
+            limits.idle_timeout,
+            reader.read_body(&mut stream, size as usize),
+        )
+        .await
+        .map_err(|_| ConnectionError::Idle(limits.idle_timeout))??;
         drop(reserved);
         // The request runs to completion even if shutdown starts meanwhile: in-flight work
         // finishes (for acks=all, that is the wait for replication).
-        if let Some(mut response) = api::handle(ctx, &client_host, frame.freeze()).await? {
+        if let Some(mut response) = api::handle(ctx, &client_host, frame).await? {
             write_response(&mut stream, &mut response, limits.idle_timeout).await?;
         }
     }
@@ -197,6 +199,10 @@ fn set_buffer_sizes(stream: &TcpStream, limits: &ConnectionLimits) {
 /// buffer), file ranges with `sendfile(2)` straight from the page cache. A peer that takes
 /// nothing for `idle` is as idle as one that sends nothing: the connection closes rather than
 /// hold its response forever.
+///
+/// In-memory bytes followed by a file range go with `MSG_MORE`, so the kernel holds them for
+/// the range and the two leave as one segment: otherwise a response of a header and one
+/// partition's records is two segments, and the peer wakes for each.
 async fn write_response(
     stream: &mut TcpStream,
     chunks: &mut [Chunk],
@@ -209,7 +215,8 @@ async fn write_response(
             .take_while(|c| matches!(c, Chunk::Mem(_)))
             .count();
         if run > 0 {
-            write_mem(stream, &mut chunks[idx..idx + run], idle).await?;
+            let more = chunks[idx + run..].iter().any(|c| !c.is_empty());
+            write_mem(stream, &mut chunks[idx..idx + run], idle, more).await?;
             idx += run;
         } else {
             if let Chunk::File(region) = &chunks[idx] {
@@ -221,11 +228,13 @@ async fn write_response(
     Ok(())
 }
 
-/// Writes in-memory chunks (all `Chunk::Mem`) with vectored writes.
+/// Writes in-memory chunks (all `Chunk::Mem`) with vectored writes; `more` (a file range
+/// follows) sends them with `MSG_MORE`.
 async fn write_mem(
     stream: &mut TcpStream,
     chunks: &mut [Chunk],
     idle: Duration,
+    more: bool,
 ) -> Result<(), ConnectionError> {
     /// Kernel iovec limits are 1024; stay well below.
     const MAX_SLICES: usize = 64;
@@ -243,7 +252,14 @@ async fn write_mem(
                 Chunk::File(_) => None,
             })
             .collect();
-        let mut written = tokio::time::timeout(idle, stream.write_vectored(&slices))
+        let attempt = async {
+            if more {
+                send_more(stream, &slices).await
+            } else {
+                stream.write_vectored(&slices).await
+            }
+        };
+        let mut written = tokio::time::timeout(idle, attempt)
             .await
             .map_err(|_| ConnectionError::Idle(idle))??;
         if written == 0 {
@@ -263,6 +279,44 @@ async fn write_mem(
         }
     }
     Ok(())
+}
+
+/// `sendmsg(2)` of `slices` with `MSG_MORE`, waiting for socket room.
+async fn send_more(stream: &TcpStream, slices: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    let fd = stream.as_raw_fd();
+    write_when_ready(stream, || {
+        // SAFETY: an all-zero msghdr is valid (no name, no control data); `IoSlice` is
+        // ABI-compatible with `iovec` on Unix, and `slices` outlives the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = slices.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = slices.len() as _;
+        // SAFETY: `fd` is borrowed from the live stream; `msg` points at valid iovecs.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_MORE | libc::MSG_NOSIGNAL) };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    })
+    .await
+}
+
+/// Runs the non-blocking write `op` once the socket has room, again after a spurious wake-up
+/// or an interrupted call.
+async fn write_when_ready(
+    stream: &TcpStream,
+    mut op: impl FnMut() -> std::io::Result<usize>,
+) -> std::io::Result<usize> {
+    loop {
+        stream.writable().await?;
+        match stream.try_io(Interest::WRITABLE, &mut op) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Sends a file range with `sendfile(2)`, waiting for socket room between calls. A file that
@@ -287,30 +341,16 @@ async fn send_file(
     })?;
     let mut left = region.len();
     while left > 0 {
-        let sent = tokio::time::timeout(idle, async {
-            loop {
-                stream.writable().await?;
-                let attempt = stream.try_io(Interest::WRITABLE, || {
-                    // SAFETY: `file` and `stream` are borrowed for this whole function, so both
-                    // descriptors stay open; `offset` is a live off_t the kernel advances.
-                    let n = unsafe {
-                        libc::sendfile(out_fd, in_fd, &mut offset, left.min(MAX_PER_CALL))
-                    };
-                    usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-                });
-                match attempt {
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue
-                    }
-                    other => return other,
-                }
-            }
-        })
+        let sent = tokio::time::timeout(
+            idle,
+            write_when_ready(stream, || {
+                // SAFETY: `file` and `stream` are borrowed for this whole function, so both
+                // descriptors stay open; `offset` is a live off_t the kernel advances.
+                let n =
+                    unsafe { libc::sendfile(out_fd, in_fd, &mut offset, left.min(MAX_PER_CALL)) };
+                usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+            }),
+        )
         .await
         .map_err(|_| ConnectionError::Idle(idle))??;
         if sent == 0 {

@@ -7,8 +7,10 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use super::frame_reader::FrameReader;
 
 /// Why a request to another broker failed; every variant means "drop the connection and retry".
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,7 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 pub struct BrokerConnection {
     addr: String,
     stream: TcpStream,
+    reader: FrameReader,
     client_id: StrBytes,
     next_correlation: i32,
     timeout: Duration,
@@ -74,6 +77,7 @@ impl BrokerConnection {
         Ok(Self {
             addr: addr.to_string(),
             stream,
+            reader: FrameReader::default(),
             client_id: StrBytes::from_string(client_id.to_string()),
             next_correlation: 0,
             timeout,
@@ -141,7 +145,12 @@ impl BrokerConnection {
             source,
         };
         self.stream.write_all(&out).await.map_err(io)?;
-        let size = self.stream.read_i32().await.map_err(io)?;
+        let size = self
+            .reader
+            .read_size(&mut self.stream)
+            .await
+            .map_err(io)?
+            .ok_or_else(|| io(std::io::ErrorKind::UnexpectedEof.into()))?;
         if size < 0 || size as usize > MAX_RESPONSE_BYTES {
             return Err(ClientError::TooLarge {
                 addr: self.addr.clone(),
@@ -149,9 +158,11 @@ impl BrokerConnection {
                 max: MAX_RESPONSE_BYTES,
             });
         }
-        let mut buf = BytesMut::zeroed(size as usize);
-        self.stream.read_exact(&mut buf).await.map_err(io)?;
-        let mut buf = buf.freeze();
+        let mut buf = self
+            .reader
+            .read_body(&mut self.stream, size as usize)
+            .await
+            .map_err(io)?;
         let resp_header_version = <R::Response as HeaderVersion>::header_version(version);
         let header = ResponseHeader::decode(&mut buf, resp_header_version).map_err(codec)?;
         if header.correlation_id != correlation {

@@ -13,6 +13,7 @@ pub mod compression;
 pub mod control;
 pub mod file_region;
 pub mod frame;
+pub mod frame_reader;
 pub mod versions;
 
 pub use frame::{decode_header, encode_response, RequestFrame};

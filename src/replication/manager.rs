@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::fetcher::{FetcherConfig, FetcherManager};
 use super::isr::{IsrRequest, PendingIsrChanges};
-use super::partition::{FetchIsolation, LeaderAndIsrState, Partition, PartitionRead};
+use super::partition::{LeaderAndIsrState, Partition};
 use super::purgatory::{Event, Interest, Purgatory};
 use super::ReplicaError;
 use crate::common::{EPOCH_DURING_DELETE, NO_EPOCH};
@@ -26,58 +26,6 @@ use crate::zk::ZkHandle;
 
 /// A partition to start following: name, partition, leader epoch, offset to fetch from.
 type FollowStart = (TopicPartition, Arc<Partition>, i32, i64);
-
-/// Request-level parameters of a Fetch.
-#[derive(Debug, Clone, Copy)]
-pub struct FetchParams {
-    /// -1 for consumers; a broker id for followers.
-    pub replica_id: i32,
-    pub max_wait_ms: i32,
-    pub min_bytes: i32,
-    pub max_bytes: i32,
-    /// 1 = read_committed (consumers only; followers always read to the LEO).
-    pub isolation_level: i8,
-}
-
-/// One partition of a Fetch.
-#[derive(Debug, Clone)]
-pub struct FetchPartitionRequest {
-    pub tp: TopicPartition,
-    pub fetch_offset: i64,
-    pub partition_max_bytes: i32,
-    /// -1 = no check (Fetch < v9).
-    pub current_leader_epoch: i32,
-}
-
-/// One partition's fetch outcome.
-#[derive(Debug, Clone)]
-pub struct FetchPartitionResult {
-    pub tp: TopicPartition,
-    pub result: Result<PartitionRead, FetchFailure>,
-}
-
-/// A failed partition read; carries the offsets a client still wants in the response.
-#[derive(Debug, Clone)]
-pub struct FetchFailure {
-    pub error: ReplicaError,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-}
-
-/// One round of reads over a fetch's partitions.
-struct ReadRound {
-    results: Vec<FetchPartitionResult>,
-    bytes: usize,
-    any_error: bool,
-}
-
-/// The high watermark a fetch result reports.
-fn result_hw(r: &FetchPartitionResult) -> i64 {
-    match &r.result {
-        Ok(read) => read.high_watermark,
-        Err(f) => f.high_watermark,
-    }
-}
 
 /// One partition's produce outcome.
 #[derive(Debug, Clone)]
@@ -104,7 +52,7 @@ pub(super) struct Inner {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// The largest controller epoch seen in a control request; older ones are stale.
     controller_epoch: Mutex<i32>,
-    purgatory: Arc<Purgatory>,
+    pub(super) purgatory: Arc<Purgatory>,
     pub(super) fetchers: FetcherManager,
     pub(super) isr_tx: mpsc::UnboundedSender<IsrRequest>,
     isr_rx: Mutex<Option<mpsc::UnboundedReceiver<IsrRequest>>>,
@@ -538,7 +486,7 @@ impl ReplicaManager {
             .ok_or_else(|| self.missing_partition_error(tp))
     }
 
-    fn missing_partition_error(&self, tp: &TopicPartition) -> ReplicaError {
+    pub(super) fn missing_partition_error(&self, tp: &TopicPartition) -> ReplicaError {
         if let Some(e) = self.offline_error(tp) {
             return e;
         }
@@ -655,132 +603,6 @@ impl ReplicaManager {
             Some(p) => p.check_enough_replicas_reach_offset(required_offset),
             None => Some(Err(self.missing_partition_error(tp))),
         }
-    }
-
-    fn read_one(
-        &self,
-        params: &FetchParams,
-        req: &FetchPartitionRequest,
-        max_bytes: usize,
-        min_one_batch: bool,
-    ) -> Result<PartitionRead, FetchFailure> {
-        let fail = |error, p: Option<&Arc<Partition>>| FetchFailure {
-            error,
-            high_watermark: p.map(|p| p.high_watermark()).unwrap_or(-1),
-            log_start_offset: p.map(|p| p.log().log_start_offset()).unwrap_or(-1),
-        };
-        let Some(p) = self.partition(&req.tp) else {
-            return Err(fail(self.missing_partition_error(&req.tp), None));
-        };
-        if req.current_leader_epoch >= 0 {
-            let local = p.leader_epoch();
-            if req.current_leader_epoch < local {
-                return Err(fail(ReplicaError::FencedLeaderEpoch, Some(&p)));
-            }
-            if req.current_leader_epoch > local {
-                return Err(fail(ReplicaError::UnknownLeaderEpoch, Some(&p)));
-            }
-        }
-        let (isolation, follower) = if params.replica_id >= 0 {
-            (FetchIsolation::LogEnd, Some(params.replica_id))
-        } else if params.isolation_level == 1 {
-            (FetchIsolation::TxnCommitted, None)
-        } else {
-            (FetchIsolation::HighWatermark, None)
-        };
-        match p.read(
-            req.fetch_offset,
-            max_bytes,
-            isolation,
-            min_one_batch,
-            follower,
-        ) {
-            Ok((read, moved, proposal)) => {
-                if moved {
-                    // This follower's progress moved the HW: acks=all waiters, consumers and
-                    // the other followers' parked fetches of the partition complete now.
-                    self.wake(&req.tp, Event::HighWatermark);
-                }
-                if let Some(proposal) = proposal {
-                    self.submit_isr(p.clone(), proposal);
-                }
-                Ok(read)
-            }
-            Err(e) => Err(fail(e, Some(&p))),
-        }
-    }
-
-    /// Reads every partition once, sharing the response budget.
-    fn read_all(&self, params: &FetchParams, partitions: &[FetchPartitionRequest]) -> ReadRound {
-        let mut budget = params.max_bytes.max(0) as usize;
-        let mut round = ReadRound {
-            results: Vec::with_capacity(partitions.len()),
-            bytes: 0,
-            any_error: false,
-        };
-        for req in partitions {
-            let limit = (req.partition_max_bytes.max(0) as usize).min(budget);
-            // Kafka returns the first batch of the first non-empty partition whole, even above
-            // the limits, so a consumer can always make progress.
-            let r = self.read_one(params, req, limit, round.bytes == 0);
-            match &r {
-                Ok(read) => {
-                    round.bytes += read.info.records.len();
-                    budget = budget.saturating_sub(read.info.records.len());
-                }
-                Err(_) => round.any_error = true,
-            }
-            round.results.push(FetchPartitionResult {
-                tp: req.tp.clone(),
-                result: r,
-            });
-        }
-        round
-    }
-
-    /// The fetch path: read every partition; answer at once if `max_wait_ms <= 0`, on an error, or
-    /// once `min_bytes` are available; otherwise park (Kafka's `DelayedFetch`) on the partitions
-    /// until `max_wait_ms`. A follower's fetch also completes when the high watermark of one of its
-    /// partitions moves, so followers learn it without waiting out `replica.fetch.wait.max.ms`.
-    pub async fn fetch(
-        &self,
-        params: FetchParams,
-        partitions: Vec<FetchPartitionRequest>,
-    ) -> Vec<FetchPartitionResult> {
-        if params.max_wait_ms <= 0 || partitions.is_empty() {
-            return self.read_all(&params, &partitions).results;
-        }
-        let follower = params.replica_id >= 0;
-        let interest = if follower {
-            Interest::FollowerFetch
-        } else {
-            Interest::ConsumerFetch
-        };
-        // Watch before the first read so that a change racing it still wakes this fetch.
-        let watch = self
-            .inner
-            .purgatory
-            .watch(partitions.iter().map(|p| p.tp.clone()), interest);
-        let deadline = Instant::now() + Duration::from_millis(params.max_wait_ms as u64);
-        let min_bytes = params.min_bytes.max(0) as usize;
-        let mut first_hws: Option<Vec<i64>> = None;
-        let completed = watch
-            .wait_until(deadline, || {
-                let round = self.read_all(&params, &partitions);
-                let hws: Vec<i64> = round.results.iter().map(result_hw).collect();
-                // Only a move after the first read is news: a fetch whose own offset moved the HW
-                // reports it already, and answering that one at once would cost every follower a
-                // second round trip per append.
-                let hw_news = follower
-                    && first_hws
-                        .as_ref()
-                        .is_some_and(|first| hws.iter().zip(first).any(|(now, was)| now > was));
-                first_hws.get_or_insert(hws);
-                (round.any_error || round.bytes >= min_bytes || hw_news).then_some(round.results)
-            })
-            .await;
-        // Expired: one last read answers the request.
-        completed.unwrap_or_else(|| self.read_all(&params, &partitions).results)
     }
 
     /// All partitions hosted here (for checkpoints and shutdown).

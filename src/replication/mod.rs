@@ -5,6 +5,7 @@
 //!
 //! Errors here are domain values ([`ReplicaError`]); `api` turns them into Kafka error codes.
 
+mod fetch_path;
 mod fetcher;
 mod isr;
 mod manager;
@@ -14,10 +15,10 @@ mod purgatory;
 pub mod rules;
 mod session_handler;
 
+pub use fetch_path::{FetchFailure, FetchParams, FetchPartitionRequest, FetchPartitionResult};
 pub use fetcher::FetcherConfig;
 pub use manager::{
-    FetchFailure, FetchParams, FetchPartitionRequest, FetchPartitionResult, ProducePartitionResult,
-    ReplicaManager, ReplicationConfig, StaleControllerEpoch,
+    ProducePartitionResult, ReplicaManager, ReplicationConfig, StaleControllerEpoch,
 };
 pub use partition::{
     FetchIsolation, IsrProposal, IsrWriteOutcome, LeaderAndIsrState, Partition, PartitionRead,

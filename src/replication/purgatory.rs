@@ -119,15 +119,32 @@ impl Purgatory {
 
     /// Wakes the watchers of `tp` that `event` can complete; returns how many.
     pub fn wake(&self, tp: &TopicPartition, event: Event) -> usize {
-        let woken: Vec<Arc<Notify>> = match self.shard(tp).get(tp) {
+        self.wake_except(tp, event, None)
+    }
+
+    /// [`wake`](Self::wake), leaving out the watch `except`: the operation whose own read
+    /// caused the event already knows, and waking it would only make it read everything again
+    /// before it parks.
+    ///
+    /// Consumer fetches are woken last, acks=all produces before them and follower fetches
+    /// first. The runtime runs the task woken last first on this thread, as soon as the waking
+    /// task parks, and hands the earlier ones to other threads: so the answer that ends the
+    /// produce-to-consume path goes out without a thread hand-off.
+    pub fn wake_except(&self, tp: &TopicPartition, event: Event, except: Option<u64>) -> usize {
+        let mut woken: Vec<(Interest, Arc<Notify>)> = match self.shard(tp).get(tp) {
             Some(watchers) => watchers
-                .values()
-                .filter(|(interest, _)| event.wakes(*interest))
-                .map(|(_, n)| n.clone())
+                .iter()
+                .filter(|(id, (interest, _))| Some(**id) != except && event.wakes(*interest))
+                .map(|(_, (interest, n))| (*interest, n.clone()))
                 .collect(),
             None => return 0,
         };
-        for n in &woken {
+        woken.sort_by_key(|(interest, _)| match interest {
+            Interest::FollowerFetch => 0,
+            Interest::Produce => 1,
+            Interest::ConsumerFetch => 2,
+        });
+        for (_, n) in &woken {
             n.notify_one();
         }
         woken.len()
@@ -172,6 +189,11 @@ pub struct Watch {
 }
 
 impl Watch {
+    /// This watch's identity, for [`Purgatory::wake_except`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// Kafka's `tryCompleteElseWatch` loop: `try_complete` runs now and after every wake-up until
     /// it returns a value; `None` when `deadline` passes first (the caller's `onExpiration`).
     pub async fn wait_until<T>(
@@ -212,6 +234,41 @@ mod tests {
     /// A condition flipped from outside, as a partition's state would be.
     fn flag() -> Arc<AtomicBool> {
         Arc::new(AtomicBool::new(false))
+    }
+
+    #[tokio::test]
+    async fn the_fetch_that_moved_the_watermark_is_not_woken_by_it() {
+        let purgatory = Arc::new(Purgatory::default());
+        let own = purgatory.watch([tp(0)], Interest::FollowerFetch);
+        let _consumer = purgatory.watch([tp(0)], Interest::ConsumerFetch);
+        let _other = purgatory.watch([tp(0)], Interest::FollowerFetch);
+        assert_eq!(
+            purgatory.wake_except(&tp(0), Event::HighWatermark, Some(own.id())),
+            2
+        );
+        // No permit was stored for the excluded watch: it checks once and then sleeps to its
+        // deadline (a permit would make it check again at once).
+        let deadline = Instant::now() + std::time::Duration::from_millis(20);
+        let mut checks = 0;
+        let done = own
+            .wait_until(deadline, || {
+                checks += 1;
+                None::<()>
+            })
+            .await;
+        assert!(done.is_none());
+        assert_eq!(checks, 1);
+        // Woken without the exclusion, the same wait checks twice.
+        purgatory.wake(&tp(0), Event::HighWatermark);
+        let deadline = Instant::now() + std::time::Duration::from_millis(20);
+        let mut checks = 0;
+        own.wait_until(deadline, || {
+            checks += 1;
+            None::<()>
+        })
+        .await;
+        assert_eq!(checks, 2);
+        assert_eq!(purgatory.wake(&tp(0), Event::HighWatermark), 3);
     }
 
     #[tokio::test]
