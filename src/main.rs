@@ -48,8 +48,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     // Kafka's network threads and request-handler threads are one pool of async workers here:
-    // as many as the two settings ask for together.
-    let workers = config.num_network_threads + config.num_io_threads;
+    // as many as the two settings ask for together, up to the cores the process may run on.
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = config.runtime_workers(cores);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -61,6 +62,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    tracing::info!(
+        broker = config.broker_id,
+        workers,
+        cores,
+        "async runtime started"
+    );
     match runtime.block_on(gregor::server::run(config, shutdown_signal())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -45,6 +45,10 @@ fn keys_gregor_cannot_act_on_accept_only_what_it_does() {
     ])
     .unwrap();
     assert_eq!(stock.num_network_threads + stock.num_io_threads, 11);
+    // Kafka's 3 + 8 threads become as many workers as there are cores, up to 11.
+    assert_eq!(stock.runtime_workers(2), 2);
+    assert_eq!(stock.runtime_workers(64), 11);
+    assert_eq!(stock.runtime_workers(0), 1);
     assert_eq!(stock.socket_send_buffer_bytes, Some(102_400));
     assert_eq!(stock.num_recovery_threads_per_data_dir, 1);
     // Every key at its default is accepted, but the cleaner switch (compaction does not exist).

@@ -14,6 +14,11 @@ use super::purgatory::{Event, Interest};
 use super::ReplicaError;
 use crate::log::TopicPartition;
 
+/// How long a parked follower fetch whose only news is a new high watermark waits before it
+/// answers with it, unless records arrive first: far below `replica.fetch.wait.max.ms` (500 ms),
+/// which Kafka 2.8 followers wait out to learn it.
+pub const HW_ONLY_ANSWER_DELAY: Duration = Duration::from_millis(10);
+
 /// Request-level parameters of a Fetch.
 #[derive(Debug, Clone, Copy)]
 pub struct FetchParams {
@@ -56,6 +61,9 @@ struct ReadRound {
     results: Vec<FetchPartitionResult>,
     bytes: usize,
     any_error: bool,
+    /// This round's own read moved a high watermark (the reader is a follower whose progress
+    /// completed it): news the follower does not have yet.
+    moved_hw: bool,
 }
 
 /// The high watermark a fetch result reports.
@@ -68,7 +76,7 @@ fn result_hw(r: &FetchPartitionResult) -> i64 {
 
 impl ReplicaManager {
     /// Reads one partition; `reader` is the parked fetch doing the read, if any, which a high
-    /// watermark its own offset moved does not wake.
+    /// watermark its own offset moved does not wake. Sets `moved_hw` when this read moved it.
     fn read_one(
         &self,
         params: &FetchParams,
@@ -76,6 +84,7 @@ impl ReplicaManager {
         max_bytes: usize,
         min_one_batch: bool,
         reader: Option<u64>,
+        moved_hw: &mut bool,
     ) -> Result<PartitionRead, FetchFailure> {
         let fail = |error, p: Option<&Arc<Partition>>| FetchFailure {
             error,
@@ -110,6 +119,7 @@ impl ReplicaManager {
         ) {
             Ok((read, moved, proposal)) => {
                 if moved {
+                    *moved_hw = true;
                     // This follower's progress moved the HW: acks=all waiters, consumers and
                     // the other followers' parked fetches of the partition complete now.
                     self.inner
@@ -137,12 +147,20 @@ impl ReplicaManager {
             results: Vec::with_capacity(partitions.len()),
             bytes: 0,
             any_error: false,
+            moved_hw: false,
         };
         for req in partitions {
             let limit = (req.partition_max_bytes.max(0) as usize).min(budget);
             // Kafka returns the first batch of the first non-empty partition whole, even above
             // the limits, so a consumer can always make progress.
-            let r = self.read_one(params, req, limit, round.bytes == 0, reader);
+            let r = self.read_one(
+                params,
+                req,
+                limit,
+                round.bytes == 0,
+                reader,
+                &mut round.moved_hw,
+            );
             match &r {
                 Ok(read) => {
                     round.bytes += read.info.records.len();
@@ -161,7 +179,8 @@ impl ReplicaManager {
     /// The fetch path: read every partition; answer at once if `max_wait_ms <= 0`, on an error, or
     /// once `min_bytes` are available; otherwise park (Kafka's `DelayedFetch`) on the partitions
     /// until `max_wait_ms`. A follower's fetch also completes when the high watermark of one of its
-    /// partitions moves, so followers learn it without waiting out `replica.fetch.wait.max.ms`.
+    /// partitions moves (after [`HW_ONLY_ANSWER_DELAY`]), so followers learn it without waiting
+    /// out `replica.fetch.wait.max.ms`.
     pub async fn fetch(
         &self,
         params: FetchParams,
@@ -188,27 +207,38 @@ impl ReplicaManager {
             .wait_until(deadline, || {
                 let round = self.read_all(&params, &partitions, Some(watch.id()));
                 let hws: Vec<i64> = round.results.iter().map(result_hw).collect();
-                // Only a move after the first read is news: a fetch whose own offset moved the HW
-                // reports it already, and answering that one at once would cost every follower a
-                // second round trip per append.
+                // News for a follower: a high watermark its own progress moved (it fetched
+                // last), or one that moved while it was parked (another follower's progress).
                 let hw_news = follower
-                    && first_hws
-                        .as_ref()
-                        .is_some_and(|first| hws.iter().zip(first).any(|(now, was)| now > was));
+                    && (round.moved_hw
+                        || first_hws.as_ref().is_some_and(|first| {
+                            hws.iter().zip(first).any(|(now, was)| now > was)
+                        }));
                 first_hws.get_or_insert(hws);
                 let done = round.any_error || round.bytes >= min_bytes;
                 (done || hw_news).then_some((round.results, !done))
             })
             .await;
         match completed {
-            Some((results, hw_only)) => {
-                if hw_only {
-                    // The high watermark that woke this follower also woke the consumers and
-                    // the acks=all producers waiting for it: their answers go out first, a
-                    // follower only learns a number it would otherwise get with its next fetch.
-                    tokio::task::yield_now().await;
-                }
-                results
+            Some((results, false)) => results,
+            Some((_, true)) => {
+                // A new high watermark also completes the consumers and the acks=all producers
+                // waiting for it, and their answers end produce-to-consume paths. Answering this
+                // one at once would add a follower's wake-up and its next fetch beside them on
+                // the same cores, once per append. A moment later the follower either still
+                // needs the number (it gets it then) or new records arrived meanwhile (they
+                // carry it, and the extra round trip is saved).
+                let until = deadline.min(Instant::now() + HW_ONLY_ANSWER_DELAY);
+                let with_records = watch
+                    .wait_until(until, || {
+                        let round = self.read_all(&params, &partitions, Some(watch.id()));
+                        (round.any_error || round.bytes >= min_bytes).then_some(round.results)
+                    })
+                    .await;
+                with_records.unwrap_or_else(|| {
+                    self.read_all(&params, &partitions, Some(watch.id()))
+                        .results
+                })
             }
             // Expired: one last read answers the request.
             None => {

@@ -13,6 +13,7 @@ mod external_clients;
 mod failover;
 mod fencing;
 mod fetch_limits;
+mod follower_hw;
 mod group_clients;
 mod group_python;
 mod group_raw;
