@@ -229,8 +229,15 @@ impl ReplicaManager {
                 // needs the number (it gets it then) or new records arrived meanwhile (they
                 // carry it, and the extra round trip is saved).
                 let until = deadline.min(Instant::now() + HW_ONLY_ANSWER_DELAY);
+                // The read that found only the new high watermark has just run: the first check
+                // waits for a wake-up (a change since then left a permit) instead of reading
+                // every partition of the session again in the middle of that wake-up.
+                let mut just_read = true;
                 let with_records = watch
                     .wait_until(until, || {
+                        if std::mem::take(&mut just_read) {
+                            return None;
+                        }
                         let round = self.read_all(&params, &partitions, Some(watch.id()));
                         (round.any_error || round.bytes >= min_bytes).then_some(round.results)
                     })
